@@ -1,0 +1,154 @@
+// The three plugin kinds. A plugin is a plain object with a kind, a name, the options it was built with
+// and its functions; factories validate options with a zod schema so a bad config names the field.
+import { z } from "zod";
+import type { EvaluationRequest, EvaluationResult, Submission } from "./contracts.ts";
+import { formatZodError, UserError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+
+/** Key/value state a plugin keeps across restarts (cursor block, ETags, …), namespaced by plugin name. */
+export interface PluginState {
+  get<T>(key: string): T | undefined;
+  set(key: string, value: unknown): void;
+}
+
+export interface Rejection {
+  hotkey: string | null;
+  reason: string;
+  detail: string;
+  /** What was received, for the record (truncated by the store). */
+  raw: string;
+  block: number | null;
+}
+
+export interface SourceContext {
+  state: PluginState;
+  log: Logger;
+  signal: AbortSignal;
+  /** Records something the source refused (malformed commitment, rate limit…); never throws. */
+  reject(rejection: Rejection): void;
+  /** Whether a submission id is already known, so sources can skip re-yielding. */
+  known(id: string): boolean;
+}
+
+export interface Source {
+  kind: "source";
+  name: string;
+  options: unknown;
+  /** New submissions since the last poll. Yielding a known id again is harmless (ignored). */
+  poll(ctx: SourceContext): Promise<Submission[]>;
+  close?(): Promise<void>;
+}
+
+export interface ExecutorContext {
+  log: Logger;
+  /** Aborted on validator shutdown; the executor must stop the run and clean up. */
+  signal: AbortSignal;
+}
+
+export interface Executor {
+  kind: "executor";
+  name: string;
+  options: unknown;
+  /** Prepare (build images, connect). Called once before the first evaluation. */
+  init?(log: Logger): Promise<void>;
+  /**
+   * Runs one evaluation. Must resolve with a result (use `failedResult` for transport failures);
+   * the core validates it with `parseResult` anyway.
+   */
+  evaluate(request: EvaluationRequest, ctx: ExecutorContext): Promise<EvaluationResult>;
+  close?(): Promise<void>;
+}
+
+export interface ScoreEvent {
+  kind: "score";
+  submissionId: string;
+  hotkey: string;
+  uid: number | null;
+  state: "scored" | "failed";
+  score: number | null;
+  successfulRuns: number;
+  totalRuns: number;
+  runs: { runIndex: number; success: boolean; tps: number; errorCode: string | null }[];
+  errorCode: string | null;
+  errorMessage: string | null;
+  leaderSubmissionId: string | null;
+}
+
+export interface WeightsEvent {
+  kind: "weights";
+  decisionId: number;
+  block: number | null;
+  uids: number[];
+  weights: number[];
+  reason: string;
+  leaderSubmissionId: string | null;
+}
+
+export type SinkPayload = ScoreEvent | WeightsEvent;
+
+/** An event as sinks receive it: `id` is stable across retries and restarts (use it as an idempotency key). */
+export interface SinkEvent<P extends SinkPayload = SinkPayload> {
+  id: string;
+  createdAt: number;
+  payload: P;
+}
+
+export interface SinkContext {
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export interface Sink {
+  kind: "sink";
+  name: string;
+  options: unknown;
+  /**
+   * Delivers one event. Throwing means "not delivered, retry later"; the core retries with backoff and
+   * delivers the same event id again. Events of kinds the sink ignores should simply return.
+   */
+  deliver(event: SinkEvent, ctx: SinkContext): Promise<void>;
+  close?(): Promise<void>;
+}
+
+type Without<T, K extends keyof T> = Omit<T, K | "kind" | "options">;
+
+/** Validates options and names the plugin in the error: `executor "docker": options.timeout: …`. */
+export function parseOptions<S extends z.ZodType>(kind: string, name: string, schema: S, options: unknown): z.infer<S> {
+  const parsed = schema.safeParse(options ?? {});
+  if (!parsed.success) throw new UserError(`${kind} "${name}": ${formatZodError(parsed.error).replace(/(^|; )/g, "$1options.")}`, "bad_config");
+  return parsed.data;
+}
+
+/** `defineSource(name, schema, (opts) => ({ poll }))` → a factory `(options) => Source`. */
+export function defineSource<S extends z.ZodType>(
+  name: string,
+  schema: S,
+  build: (options: z.infer<S>) => Without<Source, "name">,
+): (options?: z.input<S>) => Source {
+  return (options) => {
+    const opts = parseOptions("source", name, schema, options);
+    return { kind: "source", name, options: opts, ...build(opts) };
+  };
+}
+
+export function defineExecutor<S extends z.ZodType>(
+  name: string,
+  schema: S,
+  build: (options: z.infer<S>) => Without<Executor, "name">,
+): (options?: z.input<S>) => Executor {
+  return (options) => {
+    const opts = parseOptions("executor", name, schema, options);
+    return { kind: "executor", name, options: opts, ...build(opts) };
+  };
+}
+
+export function defineSink<S extends z.ZodType>(
+  name: string,
+  schema: S,
+  build: (options: z.infer<S>) => Without<Sink, "name">,
+): (options?: z.input<S>) => Sink {
+  return (options) => {
+    const opts = parseOptions("sink", name, schema, options);
+    return { kind: "sink", name, options: opts, ...build(opts) };
+  };
+}

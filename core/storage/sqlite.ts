@@ -1,0 +1,91 @@
+// The only runtime-specific storage code: bun:sqlite on Bun, node:sqlite on Deno (and Node ≥ 22.5).
+// Everything above it speaks this small interface with positional `?` parameters.
+export type SqlValue = string | number | bigint | null | Uint8Array;
+export type Row = Record<string, SqlValue>;
+
+export interface Statement {
+  run(...params: SqlValue[]): { changes: number; lastInsertRowid: number };
+  get<T = Row>(...params: SqlValue[]): T | undefined;
+  all<T = Row>(...params: SqlValue[]): T[];
+}
+
+export interface Database {
+  exec(sql: string): void;
+  prepare(sql: string): Statement;
+  /** Runs fn in BEGIN IMMEDIATE … COMMIT; rolls back on throw. Nested calls join the outer transaction. */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+  readonly path: string;
+}
+
+interface Driver {
+  exec(sql: string): void;
+  prepare(sql: string): {
+    run(...p: SqlValue[]): { changes: number | bigint; lastInsertRowid: number | bigint };
+    get(...p: SqlValue[]): unknown;
+    all(...p: SqlValue[]): unknown[];
+  };
+  close(): void;
+}
+
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+async function openDriver(path: string): Promise<Driver> {
+  if (isBun) {
+    const { Database } = await import("bun:sqlite");
+    return new Database(path, { create: true }) as unknown as Driver;
+  }
+  const { DatabaseSync } = await import("node:sqlite");
+  return new DatabaseSync(path) as unknown as Driver;
+}
+
+// Uint8Array out of node:sqlite, Uint8Array (Buffer-like) out of bun: both already fine; rows from
+// node:sqlite have a null prototype, which breaks nothing but toEqual in tests, so copy them.
+const plain = (row: unknown) => (row == null ? undefined : { ...(row as object) });
+
+export async function openDatabase(path: string): Promise<Database> {
+  const driver = await openDriver(path);
+  driver.exec("PRAGMA journal_mode = WAL");
+  driver.exec("PRAGMA foreign_keys = ON");
+  driver.exec("PRAGMA synchronous = NORMAL");
+  driver.exec("PRAGMA busy_timeout = 5000");
+  const cache = new Map<string, ReturnType<Driver["prepare"]>>();
+  let depth = 0;
+  const db: Database = {
+    path,
+    exec: (sql) => driver.exec(sql),
+    prepare(sql) {
+      let stmt = cache.get(sql);
+      if (!stmt) {
+        stmt = driver.prepare(sql);
+        cache.set(sql, stmt);
+      }
+      const s = stmt;
+      return {
+        run: (...p) => {
+          const r = s.run(...p);
+          return { changes: Number(r.changes), lastInsertRowid: Number(r.lastInsertRowid) };
+        },
+        get: <T>(...p: SqlValue[]) => plain(s.get(...p)) as T | undefined,
+        all: <T>(...p: SqlValue[]) => s.all(...p).map(plain) as T[],
+      };
+    },
+    transaction(fn) {
+      if (depth > 0) return fn();
+      driver.exec("BEGIN IMMEDIATE");
+      depth++;
+      try {
+        const out = fn();
+        driver.exec("COMMIT");
+        return out;
+      } catch (e) {
+        driver.exec("ROLLBACK");
+        throw e;
+      } finally {
+        depth--;
+      }
+    },
+    close: () => driver.close(),
+  };
+  return db;
+}
