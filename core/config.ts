@@ -1,0 +1,123 @@
+// The validator's config: which plugins, with which options. Written as `crusades.config.ts`
+// (`export default defineConfig({...})`) or as JSON with `{ "use": "docker", "options": {...} }` entries.
+// Validation happens at start, and every failure is one line naming the field.
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { z } from "zod";
+import { Profile } from "./contracts.ts";
+import { formatZodError, UserError } from "./errors.ts";
+import type { Executor, Sink, Source } from "./plugin.ts";
+
+type Kind = "source" | "executor" | "sink";
+type PluginOf<K extends Kind> = K extends "source" ? Source : K extends "executor" ? Executor : Sink;
+
+/** Factories by name, so JSON configs (and typos) can be resolved with a helpful message. */
+export type PluginRegistry = { [K in Kind]: Record<string, (options?: never) => PluginOf<K>> };
+
+const NamedRef = z.object({ use: z.string().min(1), options: z.unknown().optional() }).strict();
+
+const pluginRef = <K extends Kind>(kind: K) =>
+  z.custom<PluginOf<K> | z.infer<typeof NamedRef>>(
+    (v) => {
+      if (v && typeof v === "object" && "kind" in v) return (v as { kind: unknown }).kind === kind;
+      return NamedRef.safeParse(v).success;
+    },
+    { message: `expected a ${kind} plugin (e.g. from its factory) or { use: "<name>", options: {...} }` },
+  );
+
+export const ConfigSchema = z
+  .object({
+    /** finney | test | local | ws(s)://… */
+    network: z.string().min(1).default("finney"),
+    netuid: z.number().int().min(0).max(65535).optional(),
+    wallet: z.object({ name: z.string().min(1).default("default"), hotkey: z.string().min(1).default("default"), path: z.string().optional() }).default({ name: "default", hotkey: "default" }),
+    /** SQLite file of the validator's store. */
+    database: z.string().min(1).default("data/crusades.db"),
+    /** Competition parameters; defaults to the repository's hparams/hparams.json. */
+    hparams: z.string().min(1).optional(),
+    /** `benchmark` on GPUs in production; `tiny` runs on a CPU for demos and tests. */
+    profile: Profile.default("benchmark"),
+    sources: z.array(pluginRef("source")).min(1, "at least one source is needed"),
+    executor: pluginRef("executor"),
+    sinks: z.array(pluginRef("sink")).default([]),
+    /** Evaluations run at once (one per GPU host or device). */
+    concurrency: z.number().int().min(1).max(64).default(1),
+    /** Seconds between source polls. */
+    pollIntervalSeconds: z.number().positive().default(12),
+    /** Test-only: lets the code fetcher reach 127.0.0.1 (the demo hosts code on loopback). */
+    allowLoopbackCode: z.boolean().default(false),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export interface Config extends Omit<z.output<typeof ConfigSchema>, "sources" | "executor" | "sinks"> {
+  sources: Source[];
+  executor: Executor;
+  sinks: Sink[];
+}
+
+/** Identity with types: lets `crusades.config.ts` be checked by the editor. Validation is in `resolveConfig`. */
+export function defineConfig(config: ConfigInput): ConfigInput {
+  return config;
+}
+
+function resolvePlugin<K extends Kind>(kind: K, ref: unknown, registry: PluginRegistry, path: string): PluginOf<K> {
+  if (ref && typeof ref === "object" && "kind" in ref) return ref as PluginOf<K>;
+  const { use, options } = ref as z.infer<typeof NamedRef>;
+  const factory = registry[kind][use];
+  if (!factory) {
+    throw new UserError(`${path}.use: unknown ${kind} "${use}" (known: ${Object.keys(registry[kind]).join(", ") || "none"})`, "bad_config");
+  }
+  try {
+    return (factory as (o: unknown) => PluginOf<K>)(options);
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(`${path}: ${e.message}`, "bad_config");
+    throw e;
+  }
+}
+
+export function resolveConfig(raw: unknown, registry: PluginRegistry): Config {
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new UserError(formatZodError(parsed.error), "bad_config");
+  const c = parsed.data;
+  const sources = c.sources.map((s, i) => resolvePlugin("source", s, registry, `sources.${i}`));
+  const names = new Set<string>();
+  for (const [i, s] of sources.entries()) {
+    if (names.has(s.name)) throw new UserError(`sources.${i}: a second source named "${s.name}"; names must be unique`, "bad_config");
+    names.add(s.name);
+  }
+  const sinks = c.sinks.map((s, i) => resolvePlugin("sink", s, registry, `sinks.${i}`));
+  const sinkNames = new Set<string>();
+  for (const [i, s] of sinks.entries()) {
+    if (sinkNames.has(s.name)) throw new UserError(`sinks.${i}: a second sink named "${s.name}"; names must be unique`, "bad_config");
+    sinkNames.add(s.name);
+  }
+  return { ...c, sources, executor: resolvePlugin("executor", c.executor, registry, "executor"), sinks };
+}
+
+/** Loads a `.ts`/`.js` module (default export) or a `.json` file; every failure is a UserError. */
+export async function loadConfig(path: string, registry: PluginRegistry): Promise<Config> {
+  const abs = isAbsolute(path) ? path : resolve(process.cwd(), path);
+  if (!existsSync(abs)) throw new UserError(`config file not found: ${path}`, "bad_config");
+  let raw: unknown;
+  try {
+    if (abs.endsWith(".json")) {
+      raw = JSON.parse(readFileSync(abs, "utf8"));
+    } else {
+      const mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
+      if (mod.default === undefined) throw new UserError(`${path}: no default export; write \`export default defineConfig({...})\``, "bad_config");
+      raw = mod.default;
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(e.message.startsWith(path) ? e.message : `${path}: ${e.message}`, "bad_config");
+    if (e instanceof SyntaxError) throw new UserError(`${path}: not valid ${abs.endsWith(".json") ? "JSON" : "code"}: ${e.message}`, "bad_config");
+    throw new UserError(`${path}: failed to load: ${(e as Error).message}`, "bad_config");
+  }
+  try {
+    return resolveConfig(raw, registry);
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(`${path}: ${e.message}`, "bad_config");
+    throw e;
+  }
+}

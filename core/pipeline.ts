@@ -1,0 +1,288 @@
+// The pipeline: sources → fetch & pin → queue → executor × N runs → score → sinks.
+// Each stage reads its work from the store and writes its outcome back in one transaction, so the
+// stages can be driven in any order, by a scheduler or a test, and a killed process resumes anywhere.
+import { randomBytes } from "node:crypto";
+import { failedResult, parseResult, Submission, type EvaluationRequest, type EvaluationResult, type Profile } from "./contracts.ts";
+import { formatZodError } from "./errors.ts";
+import { fetchCode as defaultFetchCode, type FetchOptions, type FetchResult } from "./fetch.ts";
+import { benchmarkSettings, type HParams } from "./hparams.ts";
+import type { Logger } from "./log.ts";
+import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, Source } from "./plugin.ts";
+import { planWeights, scoreRuns } from "./scoring.ts";
+import type { Store, SubmissionRow } from "./storage/store.ts";
+
+const TRANSIENT_FETCH = new Set(["timeout", "network_error", "dns_failed"]);
+const FETCH_ATTEMPTS = 3;
+
+export interface PipelineOptions {
+  store: Store;
+  hparams: HParams;
+  profile: Profile;
+  sources: Source[];
+  executor: Executor;
+  sinks: Sink[];
+  log: Logger;
+  concurrency?: number;
+  /** Test and demo only: code hosted on 127.0.0.1. */
+  allowLoopbackCode?: boolean;
+  fetchCode?: (url: string, opts: FetchOptions) => Promise<FetchResult>;
+  /** First retry delay for a failed sink delivery; doubles per attempt, capped at 10 minutes. */
+  retryBaseMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ValidatorStatus {
+  state: "idle" | "evaluating" | "setting_weights" | "stopped";
+  current: { submissionId: string; runIndex: number; startedAt: number }[];
+  updatedAt: number;
+  [k: string]: unknown;
+}
+
+const hex = (bytes: number) => randomBytes(bytes).toString("hex");
+
+export function createPipeline(o: PipelineOptions) {
+  const { store, hparams, log, executor } = o;
+  const fetchCode = o.fetchCode ?? defaultFetchCode;
+  const signal = o.signal ?? new AbortController().signal;
+  const sinkNames = o.sinks.map((s) => s.name);
+  const settings = benchmarkSettings(hparams, o.profile);
+  const inFlight = new Map<string, { submissionId: string; runIndex: number; startedAt: number }>();
+
+  const setStatus = (patch: Partial<ValidatorStatus>) => {
+    const prev = store.getState<ValidatorStatus>("validator:status");
+    store.setState("validator:status", { ...prev, current: [...inFlight.values()], ...patch, updatedAt: Date.now() });
+  };
+
+  /** Polls every source once; returns how many new submissions were stored. */
+  async function poll(): Promise<number> {
+    let added = 0;
+    for (const source of o.sources) {
+      const slog = log.child({ source: source.name });
+      let found: unknown[];
+      try {
+        found = await source.poll({
+          state: store.pluginState(`source:${source.name}`),
+          log: slog,
+          signal,
+          reject: (r) => {
+            store.addRejection(source.name, r);
+            slog.warn(`rejected ${r.hotkey ?? "?"}: ${r.reason} — ${r.detail}`);
+          },
+          known: (id) => store.hasSubmission(id),
+        });
+      } catch (e) {
+        slog.warn(`poll failed, will retry: ${(e as Error).message}`);
+        continue;
+      }
+      for (const raw of found) {
+        const parsed = Submission.safeParse(raw);
+        if (!parsed.success) {
+          const r = raw as Partial<Submission> | null;
+          store.addRejection(source.name, { hotkey: r?.hotkey ?? null, reason: "invalid_submission", detail: formatZodError(parsed.error), raw: JSON.stringify(raw) ?? "", block: r?.revealBlock ?? null });
+          slog.warn(`source yielded an invalid submission: ${formatZodError(parsed.error)}`);
+          continue;
+        }
+        if (store.addSubmission(parsed.data)) {
+          added++;
+          slog.info(`received ${parsed.data.id}`, { hotkey: parsed.data.hotkey, url: parsed.data.url });
+        }
+      }
+    }
+    return added;
+  }
+
+  /** Fetches and pins the code of every received submission, queueing its runs. */
+  async function fetchPending(): Promise<number> {
+    let done = 0;
+    for (const s of store.submissionsIn("received")) {
+      if (signal.aborted) break;
+      const r = await fetchCode(s.url, {
+        committedHash: s.committed_hash ?? undefined,
+        maxBytes: hparams.max_code_bytes,
+        timeoutMs: hparams.code_fetch_timeout * 1000,
+        allowLoopback: o.allowLoopbackCode,
+      });
+      if (!r.ok) {
+        const key = `fetch_attempts:${s.id}`;
+        const attempts = (store.getState<number>(key) ?? 0) + 1;
+        if (TRANSIENT_FETCH.has(r.code) && attempts < FETCH_ATTEMPTS) {
+          store.setState(key, attempts);
+          log.warn(`fetch of ${s.id} failed (${r.code}), attempt ${attempts}/${FETCH_ATTEMPTS}: ${r.message}`);
+          continue;
+        }
+        fail(s, `fetch_${r.code}`, r.message);
+        done++;
+        continue;
+      }
+      const original = store.db
+        .prepare("SELECT id FROM submissions WHERE code_sha256 = ? AND id != ? ORDER BY reveal_block, created_at LIMIT 1")
+        .get<{ id: string }>(r.sha256, s.id);
+      if (original) {
+        fail(s, "duplicate_code", `the same code (sha256 ${r.sha256.slice(0, 16)}…) was already submitted as ${original.id}; first committer wins`);
+      } else {
+        store.pinAndQueue(s.id, r.bytes, r.sha256, hparams.evaluation_runs);
+        log.info(`pinned ${s.id}: ${r.bytes.byteLength} bytes, sha256 ${r.sha256.slice(0, 16)}…; ${hparams.evaluation_runs} runs queued`);
+      }
+      done++;
+    }
+    return done;
+  }
+
+  function fail(s: SubmissionRow, code: string, message: string) {
+    store.settle(s.id, { ok: false, code, message, successfulRuns: 0 }, hparams.leader_threshold, sinkNames, scorePayload);
+    log.warn(`failed ${s.id}: ${code}: ${message}`);
+  }
+
+  function scorePayload(row: SubmissionRow, leaderId: string | null): SinkPayload {
+    const runs = store.runs(row.id).map((r) => ({ runIndex: r.run_index, success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code }));
+    return {
+      kind: "score",
+      submissionId: row.id,
+      hotkey: row.hotkey,
+      uid: row.uid,
+      state: row.error_code ? "failed" : "scored",
+      score: row.score,
+      successfulRuns: row.successful_runs ?? 0,
+      totalRuns: runs.length,
+      runs,
+      errorCode: row.error_code,
+      errorMessage: row.error_message,
+      leaderSubmissionId: leaderId,
+    } satisfies ScoreEvent;
+  }
+
+  /** Claims and runs one queued evaluation; false when the queue is empty. */
+  async function evaluateOne(): Promise<boolean> {
+    if (signal.aborted) return false;
+    const run = store.claimRun(hex(16), hex(32));
+    if (!run) return false;
+    const sub = store.submission(run.submission_id)!;
+    const code = new TextDecoder().decode(store.code(run.code_sha256)!);
+    const request: EvaluationRequest = {
+      schema_version: 1,
+      task_id: run.task_id!,
+      submission_id: sub.id,
+      run_index: run.run_index,
+      seed: run.seed!,
+      code,
+      code_sha256: run.code_sha256,
+      benchmark: settings,
+      optimizer: hparams.optimizer,
+      verification: hparams.verification,
+    };
+    const of = `${run.run_index + 1}/${sub.runs_planned}`;
+    const rlog = log.child({ submission: sub.id, run: of });
+    inFlight.set(request.task_id, { submissionId: sub.id, runIndex: run.run_index, startedAt: Date.now() });
+    setStatus({ state: "evaluating" });
+    rlog.info(`run ${of} of ${sub.id} started${run.attempts > 1 ? ` (attempt ${run.attempts}, the previous one was interrupted)` : ""}`);
+    let result: EvaluationResult;
+    try {
+      result = parseResult(request, await executor.evaluate(request, { log: rlog, signal }));
+    } catch (e) {
+      result = failedResult(request, "executor_error", `executor ${executor.name} threw: ${(e as Error).message}`);
+    } finally {
+      inFlight.delete(request.task_id);
+    }
+    if (signal.aborted) {
+      // Abandoned, not failed: the run goes back to the queue and runs again after restart.
+      store.releaseRun(sub.id, run.run_index, request.task_id);
+      rlog.info(`run ${of} of ${sub.id} abandoned for shutdown; it will run again`);
+      setStatus({ state: inFlight.size ? "evaluating" : "idle" });
+      return false;
+    }
+    store.finishRun(sub.id, run.run_index, request.task_id, result);
+    setStatus({ state: inFlight.size ? "evaluating" : "idle" });
+    if (result.success) rlog.info(`run ${of} of ${sub.id}: ${result.tps.toFixed(1)} tok/s${result.mfu != null ? `, MFU ${(result.mfu * 100).toFixed(1)}%` : ""}`);
+    else rlog.warn(`run ${of} of ${sub.id} rejected: ${result.error?.code}: ${result.error?.message}`);
+    return true;
+  }
+
+  /** Runs queued evaluations, `concurrency` at a time, until the queue is empty. */
+  async function evaluateQueued(): Promise<number> {
+    let count = 0;
+    const worker = async () => {
+      while (await evaluateOne()) {
+        count++;
+        scoreReady();
+      }
+    };
+    await Promise.all(Array.from({ length: o.concurrency ?? 1 }, worker));
+    return count;
+  }
+
+  /** Scores every submission whose runs are all done. */
+  function scoreReady(): number {
+    const ready = store.readyToScore();
+    for (const s of ready) {
+      const outcome = scoreRuns(store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0 })), hparams.min_success_rate);
+      store.settle(s.id, outcome, hparams.leader_threshold, sinkNames, scorePayload);
+      const leader = store.leader(hparams.leader_threshold);
+      if (outcome.ok) {
+        log.info(`scored ${s.id}: median ${outcome.score.toFixed(1)} tok/s over ${outcome.successfulRuns}/${outcome.totalRuns} runs; leader ${leader?.id ?? "none"}`);
+      } else {
+        log.warn(`failed ${s.id}: ${outcome.code}: ${outcome.message}`);
+      }
+    }
+    return ready.length;
+  }
+
+  /** Records a weight decision for the current leader and queues it for the sinks. */
+  async function decideWeights(block: number | null, uidOf: (hotkey: string) => Promise<number | null> | number | null) {
+    const leader = store.leader(hparams.leader_threshold);
+    let uid: number | null = null;
+    let why = "";
+    if (leader) {
+      uid = await uidOf(leader.hotkey);
+      if (uid === null) why = `leader ${leader.id} (${leader.hotkey}) is no longer registered: all weight to burn`;
+    }
+    const plan = planWeights(uid, hparams.burn_uid, hparams.burn_rate, why);
+    const decision = { block, ...plan, leaderSubmissionId: leader?.id ?? null };
+    const id = store.recordWeights(decision, sinkNames);
+    log.info(`weights decision #${id}: ${plan.reason}`, { uids: plan.uids, weights: plan.weights });
+    return { id, ...decision };
+  }
+
+  /** Delivers pending events to their sinks; a failing sink is retried later with backoff and never blocks others. */
+  async function deliver(): Promise<number> {
+    let delivered = 0;
+    const down = new Set<string>();
+    for (const d of store.pendingDeliveries()) {
+      const sink = o.sinks.find((s) => s.name === d.sink);
+      if (!sink || down.has(sink.name) || signal.aborted) continue;
+      const event: SinkEvent = { id: d.event_id, createdAt: d.created_at, payload: JSON.parse(d.payload) };
+      try {
+        await sink.deliver(event, { log: log.child({ sink: sink.name }), signal });
+        store.markDelivered(d.event_id, d.sink);
+        delivered++;
+      } catch (e) {
+        // Keep per-sink order: once an event fails, later events for that sink wait for the retry.
+        down.add(sink.name);
+        const delay = Math.min((o.retryBaseMs ?? 1000) * 2 ** d.attempts, 600_000);
+        store.markDeliveryFailed(d.event_id, d.sink, (e as Error).message, Date.now() + delay);
+        log.warn(`sink ${sink.name} could not take ${d.event_id} (attempt ${d.attempts + 1}), retry in ${Math.round(delay / 1000)}s: ${(e as Error).message}`);
+      }
+    }
+    return delivered;
+  }
+
+  /** At start: runs a killed process left `running` never finished, so they go back to the queue. */
+  function recover(): number {
+    const n = store.requeueInterrupted();
+    if (n) log.info(`${n} interrupted run(s) re-queued`);
+    return n;
+  }
+
+  /** Drives every stage until nothing is left to do (tests, `--once`); returns when idle. */
+  async function runUntilIdle(): Promise<void> {
+    recover();
+    for (;;) {
+      if (signal.aborted) return;
+      const progressed = (await poll()) + (await fetchPending()) + (await evaluateQueued()) + scoreReady() + (await deliver());
+      if (progressed === 0) return;
+    }
+  }
+
+  return { recover, poll, fetchPending, evaluateOne, evaluateQueued, scoreReady, decideWeights, deliver, runUntilIdle, setStatus };
+}
+
+export type Pipeline = ReturnType<typeof createPipeline>;
