@@ -1,0 +1,149 @@
+// Hotkeys for signing: from the bittensor wallet layout on disk (as btcli writes it) or from a secret
+// URI in the environment. Only unencrypted hotkeys are read; btcli leaves hotkeys unencrypted by default
+// and a validator or miner process cannot answer a password prompt.
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { KeyringPair } from "@polkadot/keyring/types";
+import { hexToU8a, isHex, u8aToHex } from "@polkadot/util";
+import { DEV_PHRASE, Keyring } from "@polkadot/keyring";
+import { cryptoWaitReady, keyExtractSuri, mnemonicValidate } from "@polkadot/util-crypto";
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+
+/** Bittensor addresses use the generic Substrate ss58 prefix. */
+export const SS58_FORMAT = 42;
+export const HOTKEY_URI_ENV = "CRUSADES_HOTKEY_URI";
+
+export interface WalletSpec {
+  name: string;
+  hotkey: string;
+  /** Root of the wallets directory; defaults to ~/.bittensor/wallets (or $BT_WALLET_PATH). */
+  path?: string;
+}
+
+export interface Hotkey {
+  pair: KeyringPair;
+  ss58: string;
+  /** Where the key came from, for messages: a file path or the environment variable's name. */
+  origin: string;
+  /** The wallet's coldkey address when coldkeypub.txt exists. */
+  coldkey: string | null;
+}
+
+// btcli's keyfile JSON. Field names are the wallet SDK's; every field is optional because regenerated
+// keys may lack the phrase, and we check what is there against what it derives.
+const KeyfileJson = z.object({
+  secretPhrase: z.string().nullish(),
+  secretSeed: z.string().nullish(),
+  publicKey: z.string().nullish(),
+  accountId: z.string().nullish(),
+  ss58Address: z.string().nullish(),
+});
+
+// Prefixes of the encrypted keyfile formats the wallet SDK has used: NaCl secretbox (current), Ansible
+// vault and Fernet (legacy).
+const ENCRYPTED_PREFIXES = ["$NACL", "$ANSIBLE_VAULT", "gAAAAA"];
+
+export function walletsRoot(env: Record<string, string | undefined> = process.env): string {
+  return env.BT_WALLET_PATH || join(env.HOME || homedir(), ".bittensor", "wallets");
+}
+
+export function hotkeyPath(spec: WalletSpec, env: Record<string, string | undefined> = process.env): string {
+  return join(spec.path ?? walletsRoot(env), spec.name, "hotkeys", spec.hotkey);
+}
+
+function keyring(): Keyring {
+  return new Keyring({ type: "sr25519", ss58Format: SS58_FORMAT });
+}
+
+/** A pair from a mnemonic, a `//Dev` URI, a hex seed, or any of those with a derivation path. */
+export async function pairFromUri(uri: string, origin = "secret URI"): Promise<KeyringPair> {
+  await cryptoWaitReady();
+  try {
+    // The keyring would quietly turn any short string into a seed, so a mistyped mnemonic would sign
+    // as a stranger; accept only a dev URI, a valid mnemonic or a 32-byte hex seed.
+    const { phrase } = keyExtractSuri(uri.trim().startsWith("//") ? `${DEV_PHRASE}${uri.trim()}` : uri.trim());
+    const seedLike = isHex(phrase) && hexToU8a(phrase).length === 32;
+    if (phrase !== DEV_PHRASE && !seedLike && !mnemonicValidate(phrase)) throw new Error("invalid mnemonic");
+    return keyring().addFromUri(uri.trim());
+  } catch (e) {
+    throw new UserError(`${origin}: not a usable mnemonic, //URI or 0x seed (${(e as Error).message})`, "bad_key");
+  }
+}
+
+/** Reads a btcli hotkey file; the error says exactly what is wrong with it and what to do. */
+export async function loadHotkeyFile(path: string): Promise<KeyringPair> {
+  if (!existsSync(path)) {
+    throw new UserError(
+      `no hotkey file at ${path}: create it with \`btcli wallet new_hotkey\`, check --wallet.name/--wallet.hotkey, or set ${HOTKEY_URI_ENV}`,
+      "missing_key",
+    );
+  }
+  const text = readFileSync(path, "utf8").trim();
+  if (ENCRYPTED_PREFIXES.some((p) => text.startsWith(p))) {
+    throw new UserError(
+      `hotkey file ${path} is encrypted; Crusades signs without prompting, so use an unencrypted hotkey or pass its mnemonic in ${HOTKEY_URI_ENV}`,
+      "encrypted_key",
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new UserError(`hotkey file ${path} is not JSON (expected the btcli keyfile format)`, "bad_key");
+  }
+  const parsed = KeyfileJson.safeParse(json);
+  if (!parsed.success) throw new UserError(`hotkey file ${path} is not a btcli keyfile object`, "bad_key");
+  const file = parsed.data;
+
+  await cryptoWaitReady();
+  let pair: KeyringPair;
+  if (file.secretPhrase) {
+    pair = await pairFromUri(file.secretPhrase, `secretPhrase in ${path}`);
+  } else if (file.secretSeed && isHex(file.secretSeed) && hexToU8a(file.secretSeed).length === 32) {
+    pair = keyring().addFromSeed(hexToU8a(file.secretSeed));
+  } else {
+    throw new UserError(`hotkey file ${path} has neither a secretPhrase nor a 32-byte secretSeed`, "bad_key");
+  }
+
+  // A file whose secret does not derive its own address is corrupt or hand-edited: signing with it
+  // would commit under a hotkey the owner does not expect.
+  const declared = file.ss58Address ?? null;
+  const declaredKey = (file.publicKey ?? file.accountId ?? "").toLowerCase();
+  const actualKey = u8aToHex(pair.publicKey, -1, false);
+  if ((declared && declared !== pair.address) || (declaredKey && declaredKey.replace(/^0x/, "") !== actualKey)) {
+    throw new UserError(
+      `hotkey file ${path}: its secret derives ${pair.address}, but the file declares ${declared ?? declaredKey}`,
+      "bad_key",
+    );
+  }
+  return pair;
+}
+
+/** The wallet's coldkey address from coldkeypub.txt, or null when the file is absent or unreadable. */
+export function readColdkeyPub(spec: WalletSpec, env: Record<string, string | undefined> = process.env): string | null {
+  const path = join(spec.path ?? walletsRoot(env), spec.name, "coldkeypub.txt");
+  if (!existsSync(path)) return null;
+  try {
+    const json = JSON.parse(readFileSync(path, "utf8")) as { ss58Address?: unknown };
+    return typeof json.ss58Address === "string" ? json.ss58Address : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The hotkey to sign with. The environment variable wins over the wallet files, so containers and CI can
+ * inject a key without writing it to disk.
+ */
+export async function loadHotkey(spec: WalletSpec, env: Record<string, string | undefined> = process.env): Promise<Hotkey> {
+  const uri = env[HOTKEY_URI_ENV];
+  if (uri && uri.trim()) {
+    const pair = await pairFromUri(uri, HOTKEY_URI_ENV);
+    return { pair, ss58: pair.address, origin: `$${HOTKEY_URI_ENV}`, coldkey: null };
+  }
+  const path = hotkeyPath(spec, env);
+  const pair = await loadHotkeyFile(path);
+  return { pair, ss58: pair.address, origin: path, coldkey: readColdkeyPub(spec, env) };
+}
