@@ -93,7 +93,7 @@ export function decrypt(ciphertext: Uint8Array, roundSignature: Uint8Array): Uin
   const esk = xor32(ct.w, sha256(sigma));
   const r = fiatShamirScalar(sigma, esk);
   if (r === 0n || !G2.BASE.multiply(r).equals(u)) {
-    throw new TimelockError("wrong_signature", "the signature does not open this ciphertext (it is for another round or another beacon)");
+    throw new TimelockError("wrong_signature", "the signature does not open this ciphertext (it is for another round or another beacon, or the ciphertext header was altered)");
   }
   try {
     return gcm(esk, ct.nonce).decrypt(ct.sealed);
