@@ -17,6 +17,8 @@ export type TleCiphertext = {
 };
 
 export const CIPHER_SUITE = new TextEncoder().encode("AES_GCM_");
+/** Ciphertext length minus plaintext length: U, V, W, nonce, tag, suite name and six length prefixes. */
+export const OVERHEAD_BYTES = 244;
 
 function u64le(n: number): Uint8Array {
   const out = new Uint8Array(8);
