@@ -1,0 +1,103 @@
+// Dev-only executor: runs the harness as a local subprocess with no isolation at all. Miner code runs
+// as the validator's own user, can read the request (seed included) and write anywhere that user can,
+// so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
+import { spawn } from "node:child_process";
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import type { EvaluationRequest } from "../../core/contracts.ts";
+import { loadHParams, repoRoot } from "../../core/hparams.ts";
+import { defineExecutor } from "../../core/plugin.ts";
+import { harnessArgs, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { logStream } from "./log-stream.ts";
+
+export const ProcessExecutorOptions = z.object({
+  unsafe: z.literal(true, {
+    error: "the process executor runs submitted code with no sandbox (it can read the seed, the network and your files); set `unsafe: true` only for local development, use the docker or ssh executor otherwise",
+  }),
+  python: z.string().min(1).default("python3"),
+  /** Directory holding environments/templar and hparams/models; the harness runs with it as cwd. */
+  workdir: z.string().min(1).default(repoRoot),
+  /** Added to the request's timeout_seconds to form the hard limit. */
+  marginSeconds: z.number().nonnegative().default(60),
+  /** The whole hard limit in seconds, replacing timeout_seconds + margin. */
+  timeoutSeconds: z.number().positive().optional(),
+  maxLogBytes: z.number().int().positive().default(() => loadHParams().executor.max_log_bytes),
+  /** Extra environment for the harness. Nothing else from the validator's environment is passed on. */
+  env: z.record(z.string(), z.string()).default({}),
+});
+
+// Only what Python needs: the validator's environment may hold wallet secrets.
+const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL"];
+
+export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => ({
+  async evaluate(request: EvaluationRequest, ctx) {
+    const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
+    if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
+    const dir = await mkdtemp(join(tmpdir(), "crusades-run-"));
+    const output = logStream(log, opts.maxLogBytes);
+    try {
+      const requestPath = join(dir, REQUEST_FILE);
+      const resultPath = join(dir, RESULT_FILE);
+      await writeFile(requestPath, JSON.stringify(request), { mode: 0o600 });
+      await mkdir(join(dir, "tmp"));
+      const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
+      for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      Object.assign(env, opts.env, { TMPDIR: join(dir, "tmp") });
+
+      const limitMs = wallClockLimitMs(request, opts);
+      const end = await runGroup(opts.python, harnessArgs(requestPath, resultPath), { cwd: opts.workdir, env }, limitMs, ctx.signal, output.write);
+      output.end();
+      const document = end.kind === "exited" ? await readFile(resultPath, "utf8").catch(() => null) : null;
+      const result = resultOf(request, end, document, output.tail());
+      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+      return result;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+}));
+
+/**
+ * Runs a command as the leader of its own process group and resolves once every process in the group
+ * is gone: on a normal exit, a timeout or an abort the whole group is killed, so nothing the run
+ * started outlives it (short of a deliberate setsid, which this executor does not defend against).
+ */
+function runGroup(
+  cmd: string,
+  args: string[],
+  options: { cwd: string; env: Record<string, string> },
+  limitMs: number,
+  signal: AbortSignal,
+  onOutput: (stream: "stdout" | "stderr", chunk: Uint8Array) => void,
+): Promise<RunEnd> {
+  return new Promise((resolve) => {
+    let end: RunEnd | undefined;
+    const child = spawn(cmd, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // ESRCH: the group is already gone.
+      }
+    };
+    const finish = (e: RunEnd) => {
+      end ??= e;
+      killGroup();
+    };
+    const timer = setTimeout(() => finish({ kind: "timeout", limitMs }), limitMs);
+    const onAbort = () => finish({ kind: "cancelled" });
+    signal.addEventListener("abort", onAbort, { once: true });
+    child.stdout.on("data", (c: Uint8Array) => onOutput("stdout", c));
+    child.stderr.on("data", (c: Uint8Array) => onOutput("stderr", c));
+    child.on("error", (e) => finish({ kind: "failed", message: `cannot start ${cmd}: ${e.message}` }));
+    // Strays that inherited the pipes would hold "close" back forever; killing the group on exit ends them.
+    child.on("exit", (code, sig) => finish({ kind: "exited", code, signal: sig }));
+    child.on("close", () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(end ?? { kind: "failed", message: "the harness ended without an exit status" });
+    });
+  });
+}

@@ -1,0 +1,80 @@
+// Shared by the executor suites: tiny-profile requests for arbitrary code, and submissions that
+// misbehave in the ways a sandbox must survive.
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { EvaluationRequest } from "../../core/contracts.ts";
+import { benchmarkSettings, loadHParams, repoRoot } from "../../core/hparams.ts";
+
+/** Where the harness and the template live; another checkout can be tested with CRUSADES_TEST_HARNESS_DIR. */
+export const harnessDir = process.env.CRUSADES_TEST_HARNESS_DIR ?? repoRoot;
+export const templateCode = () => readFileSync(join(harnessDir, "local_test/train.py"), "utf8");
+
+export function tinyRequest(code: string, overrides: Partial<EvaluationRequest["benchmark"]> = {}): EvaluationRequest {
+  const h = loadHParams();
+  return {
+    schema_version: 1,
+    task_id: randomBytes(16).toString("hex"),
+    submission_id: `test:${randomBytes(4).toString("hex")}`,
+    run_index: 0,
+    seed: randomBytes(32).toString("hex"),
+    code,
+    code_sha256: createHash("sha256").update(code).digest("hex"),
+    benchmark: { ...benchmarkSettings(h, "tiny"), ...overrides },
+    optimizer: h.optimizer,
+    verification: h.verification,
+  };
+}
+
+/** A unique token to find a run's stray processes by (`pgrep -f`). */
+export const marker = () => `crusades-stray-${randomBytes(6).toString("hex")}`;
+
+/** Never returns, and leaves a grandchild behind that must die with the run. */
+export const hangingCode = (tag: string) => `
+import subprocess, time
+def inner_steps(model, data_iterator, optimizer, num_steps, device):
+    subprocess.Popen(["sh", "-c", "sleep 600; echo ${tag}"])
+    while True:
+        time.sleep(0.1)
+`;
+
+/** The template, plus a forged result document printed to stdout and dropped in every writable spot it can guess. */
+export const forgingCode = (template: string) => `${template}
+
+import json as _json, os as _os, sys as _sys
+_FORGED = {"schema_version": 1, "task_id": "0" * 32, "submission_id": "forged", "run_index": 0, "success": True,
+           "tps": 1e12, "mfu": None, "total_tokens": 10**9, "wall_time_seconds": 0.001, "total_time_seconds": 0.001,
+           "error": None, "checks": [], "device": {"type": "cuda", "name": "forged", "peak_flops": None}, "diagnostics": {}}
+print(_json.dumps(_FORGED), flush=True)
+print("EVAL_RESULT:" + _json.dumps(_FORGED), flush=True)
+for _d in {_os.getcwd(), "/tmp", _os.environ.get("TMPDIR", "/tmp"), "/out", "/result", "/app"}:
+    try:
+        with open(_os.path.join(_d, "result.json"), "w") as _f:
+            _json.dump(_FORGED, _f)
+    except OSError:
+        pass
+`;
+
+/** Imports fine, then writes outside any tmp dir when training starts. */
+export const writeOutsideCode = (path: string) => `
+def inner_steps(model, data_iterator, optimizer, num_steps, device):
+    with open(${JSON.stringify(path)}, "w") as f:
+        f.write("escaped")
+    raise SystemExit("the write above should have failed")
+`;
+
+/** Tries to reach a host on the network from inside the training call. */
+export const networkCode = (host: string, port: number) => `
+import socket
+def inner_steps(model, data_iterator, optimizer, num_steps, device):
+    s = socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=3)
+    s.sendall(b"leak")
+    raise SystemExit("connected: the network should be unreachable")
+`;
+
+export async function pgrep(pattern: string): Promise<string[]> {
+  const p = Bun.spawn(["pgrep", "-af", pattern], { stdout: "pipe" });
+  const out = await new Response(p.stdout).text();
+  await p.exited;
+  return out.split("\n").filter((l) => l && !l.includes("pgrep"));
+}

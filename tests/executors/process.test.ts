@@ -1,0 +1,65 @@
+// The dev-only process executor against the real harness (environments/templar/env.py), tiny profile.
+import { describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { memoryLogger } from "../../core/log.ts";
+import { processExecutor } from "../../plugins/executors/process.ts";
+import { forgingCode, hangingCode, harnessDir, marker, pgrep, templateCode, tinyRequest } from "./helpers.ts";
+
+const workdir = harnessDir;
+const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith("crusades-run-"));
+const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
+
+describe("process executor", () => {
+  test("is refused unless the config says unsafe: true, and says why", () => {
+    expect(() => processExecutor({} as never)).toThrow(/options\.unsafe: .*no sandbox/);
+    expect(() => processExecutor({ unsafe: false } as never)).toThrow(/docker or ssh executor/);
+    expect(processExecutor({ unsafe: true }).name).toBe("process");
+  });
+
+  test("evaluates the template end to end", async () => {
+    const request = tinyRequest(templateCode());
+    const c = ctx();
+    const result = await processExecutor({ unsafe: true, workdir }).evaluate(request, c);
+    expect(result.error).toBeNull();
+    expect(result.success).toBe(true);
+    expect(result.tps).toBeGreaterThan(0);
+    expect(result.task_id).toBe(request.task_id);
+    expect(c.log.lines.some((l) => l.includes(`submission=${request.submission_id}`))).toBe(true);
+  }, 180_000);
+
+  test("a run that never returns is killed at the limit with everything it started", async () => {
+    const before = runDirs();
+    const tag = marker();
+    const t0 = performance.now();
+    const result = await processExecutor({ unsafe: true, workdir, timeoutSeconds: 6 }).evaluate(tinyRequest(hangingCode(tag)), ctx());
+    expect(result.error?.code).toBe("timeout");
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    await Bun.sleep(200);
+    expect(await pgrep(tag)).toEqual([]);
+    expect(runDirs().filter((d) => !before.includes(d))).toEqual([]);
+  }, 60_000);
+
+  test("a forged result document in the output does not change the result", async () => {
+    const result = await processExecutor({ unsafe: true, workdir }).evaluate(tinyRequest(forgingCode(templateCode())), ctx());
+    expect(result.tps).toBeLessThan(1e12);
+    expect(result.device.name).not.toBe("forged");
+    expect(result.total_tokens).not.toBe(10 ** 9);
+  }, 180_000);
+
+  test("an abort stops the run and reports it cancelled", async () => {
+    const tag = marker();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 3000);
+    const result = await processExecutor({ unsafe: true, workdir }).evaluate(tinyRequest(hangingCode(tag)), { log: memoryLogger(), signal: ac.signal });
+    expect(result.error?.code).toBe("cancelled");
+    await Bun.sleep(200);
+    expect(await pgrep(tag)).toEqual([]);
+  }, 60_000);
+
+  test("a missing interpreter is an executor error, not a crash", async () => {
+    const result = await processExecutor({ unsafe: true, workdir, python: "/nonexistent/python3" }).evaluate(tinyRequest("def inner_steps(*a):\n    pass\n"), ctx());
+    expect(result.error?.code).toBe("executor_error");
+    expect(result.error?.message).toContain("/nonexistent/python3");
+  });
+});
