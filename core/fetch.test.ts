@@ -1,7 +1,7 @@
 // The fetcher against a real HTTP server on loopback (port 0). Tests that must reach the server pass
 // allowLoopback; the refusal tests show a refused hop never reaches it (the hit counter stays put).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
@@ -9,6 +9,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { fetchCode, type FetchResult } from "./fetch.ts";
 
 const CODE = `import torch\n\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    return None\n`;
@@ -271,23 +272,45 @@ describe("fetchCode content refusals", () => {
 });
 
 describe("fetchCode over https", () => {
-  // A self-signed certificate for localhost: the fetch must reach the TLS handshake through the pinned
-  // address and then refuse the certificate, proving https certificates are verified.
-  test("verifies the server certificate", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "fetch-tls-"));
-    let tls: https.Server | undefined;
-    try {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
-      const server = https.createServer({ key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) }, route);
-      tls = server;
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-      const tlsPort = (server.address() as AddressInfo).port;
-      const msg = refused(await fetchCode(`https://127.0.0.1:${tlsPort}/ok`, local), "network_error");
-      expect(msg.toLowerCase()).toMatch(/cert|self.signed|verify/);
-    } finally {
-      if (tls) await new Promise((r) => tls!.close(r));
-      rmSync(dir, { recursive: true, force: true });
-    }
+  // A certificate for localhost and 127.0.0.1. Untrusted in this process, so the fetch must reach the
+  // TLS handshake through the pinned address and then refuse the certificate. A child process that
+  // trusts it (NODE_EXTRA_CA_CERTS) must succeed by hostname, proving SNI and the name check survive
+  // the pinned lookup.
+  let dir = "";
+  let tls: https.Server;
+  let tlsBase = "";
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fetch-tls-"));
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")],
+      { stdio: "ignore" });
+    tls = https.createServer({ key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) }, route);
+    await new Promise<void>((r) => tls.listen(0, "127.0.0.1", () => r()));
+    tlsBase = `https://localhost:${(tls.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    tls.closeAllConnections();
+    await new Promise((r) => tls.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("refuses an untrusted certificate", async () => {
+    expect(refused(await fetchCode(`${tlsBase}/ok`, local), "network_error").toLowerCase()).toMatch(/cert|self.signed|verify/);
+  });
+
+  test("with the certificate trusted, fetches by hostname and refuses a downgrade to http", async () => {
+    const urls = [`${tlsBase}/ok`, `${tlsBase}/redirect?to=${encodeURIComponent(`${base}/ok`)}`];
+    const script = `import { fetchCode } from ${JSON.stringify(join(import.meta.dir, "fetch.ts"))};
+      const out = [];
+      for (const u of ${JSON.stringify(urls)}) { const r = await fetchCode(u, { allowLoopback: true, timeoutMs: 5000 }); out.push({ ok: r.ok, code: r.code, sha256: r.sha256 }); }
+      console.log(JSON.stringify(out));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, "cert.pem") },
+    });
+    const [direct, downgrade] = JSON.parse(stdout.trim());
+    expect(direct).toEqual({ ok: true, sha256: SHA });
+    expect(downgrade).toEqual({ ok: false, code: "scheme_not_allowed" });
   }, 20_000);
 });

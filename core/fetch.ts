@@ -143,8 +143,8 @@ async function pinAddress(u: URL, o: Settings, signal: AbortSignal, hop: string)
   for (const a of addresses) {
     const why = refuseAddress(a.address, o.allowLoopback);
     if (why) {
-      const subject = isIP(host) ? why : `host "${host}" resolves to ${why}`;
-      throw new Refusal("blocked_address", `${hop}: ${subject}; code must be served from a public internet address`);
+      const subject = isIP(host) ? why : `host "${host}" resolves to ${why.replace(" is ", ", which is ")}`;
+      throw new Refusal("blocked_address", `refusing ${hop}: ${subject}; code must be served from a public internet address`);
     }
   }
   const first = addresses[0]!;
@@ -228,7 +228,7 @@ function readBody(res: http.IncomingMessage, req: http.ClientRequest, u: URL, o:
 async function download(start: string, o: Settings, signal: AbortSignal, phase: { now: string }) {
   let u = parseHop(start, null);
   for (let redirects = 0; ; redirects++) {
-    const hop = redirects === 0 ? `refusing ${u.href}` : `refusing redirect ${redirects} to ${u.href}`;
+    const hop = redirects === 0 ? u.href : `redirect ${redirects} to ${u.href}`;
     phase.now = `resolving ${u.hostname}`;
     const pin = await pinAddress(u, o, signal, hop);
     const { res, req } = await request(u, pin, o, signal, phase);
