@@ -1,0 +1,243 @@
+// The public API: an Elysia app over the validator's SQLite store, with its OpenAPI document and UI
+// (/openapi, /openapi/json) and the web dashboard (/). Runs under Bun (app.listen) and Deno
+// (Deno.serve(app.fetch)); scripts/api.ts is the command line.
+import { existsSync } from "node:fs";
+import { Elysia } from "elysia";
+import { openapi } from "@elysiajs/openapi";
+import type { HParams } from "../core/hparams.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { migrations } from "../core/storage/migrations.ts";
+import { openDatabase, type Database } from "../core/storage/sqlite.ts";
+import type { Store } from "../core/storage/store.ts";
+import { UserError } from "../core/errors.ts";
+import { corsHeaders, gzipBody, isOpen, keyMatches, preflight, type CorsPolicy } from "./http.ts";
+import { ApiQueries } from "./queries.ts";
+import {
+  ApiError,
+  Code,
+  Health,
+  HistoryPage,
+  HistoryQuery,
+  IdParams,
+  LeaderboardPage,
+  Overview,
+  PageQuery,
+  QueuePage,
+  RejectionPage,
+  RejectionsQuery,
+  RunPage,
+  SubmissionDetail,
+  SubmissionPage,
+  SubmissionsQuery,
+  ValidatorStatus,
+  WeightPage,
+} from "./schemas.ts";
+import { serveAsset, webAssets } from "./web.ts";
+
+export interface AppOptions {
+  /** Path of the validator's SQLite file (opened here, closed when the app stops). */
+  dbPath?: string;
+  /** An already open store, e.g. when the validator serves the API from its own process. */
+  store?: Store;
+  db?: Database;
+  hparams: Pick<HParams, "leader_threshold">;
+  /** When set, every /api route and /leaderboard requires it in `X-API-Key`. */
+  apiKey?: string;
+  /** Allowed CORS origins; default any (`*`): the data is public. */
+  corsOrigins?: string[];
+  log?: Logger;
+  now?: () => number;
+}
+
+/** Opens the validator's store for reading, refusing files that are missing or at another schema version. */
+export async function openStoreForApi(path: string): Promise<Database> {
+  if (!existsSync(path)) throw new UserError(`no database at ${path}: start the validator first, or pass --db with the path of its store`);
+  const db = await openDatabase(path);
+  const version = Number(db.prepare("PRAGMA user_version").get<{ user_version: number }>()?.user_version ?? 0);
+  if (version !== migrations.length) {
+    db.close();
+    throw new UserError(
+      version < migrations.length
+        ? `database ${path} is at schema version ${version}, this API reads version ${migrations.length}: run the validator once to migrate it`
+        : `database ${path} is at schema version ${version}, newer than this build knows (${migrations.length}): upgrade Crusades`,
+    );
+  }
+  return db;
+}
+
+const err = (error: string, message: string): ApiError => ({ error, message });
+
+const PATH_DOCS = {
+  tags: [
+    { name: "status", description: "liveness, overview and the validator's state" },
+    { name: "competition", description: "leaderboard, leader history, weights" },
+    { name: "submissions", description: "submissions, their runs and (once evaluated) their code" },
+  ],
+};
+
+export async function createApp(opts: AppOptions) {
+  const ownsDb = !opts.store && !opts.db;
+  const db = opts.store?.db ?? opts.db ?? (opts.dbPath ? await openStoreForApi(opts.dbPath) : null);
+  if (!db) throw new UserError("createApp needs dbPath, store or db");
+  const log = opts.log ?? createLogger().child({ component: "api" });
+  const q = new ApiQueries(db, opts.hparams.leader_threshold, opts.now);
+  const cors: CorsPolicy = { origins: opts.corsOrigins?.length ? opts.corsOrigins : ["*"] };
+  const web = webAssets();
+  const notFound = (id: string) => err("not_found", `no submission with id ${JSON.stringify(id)}`);
+
+  const app = new Elysia({ name: "crusades-api" })
+    .use(
+      openapi({
+        path: "/openapi",
+        specPath: "/openapi/json",
+        provider: "swagger-ui",
+        swagger: { cdn: "/openapi/assets/swagger-ui-bundle.js", theme: "/openapi/assets/swagger-ui.css", autoDarkMode: true },
+        exclude: { paths: ["/", "/openapi.json", /^\/assets\//, /^\/openapi\/assets\//] },
+        documentation: {
+          info: {
+            title: "Crusades API",
+            version: "1.0.0",
+            description:
+              "Read-only view of a Crusades validator: the leaderboard (threshold order), submissions, runs, code once evaluated, leader history, weights and the validator's status. " +
+              "Lists take `limit`/`offset` and return `total`. When the server has an API key, send it as `X-API-Key` (not needed for /health).",
+          },
+          tags: PATH_DOCS.tags,
+          components: { securitySchemes: { apiKey: { type: "apiKey", in: "header", name: "X-API-Key" } } },
+        },
+      }),
+    )
+    .onRequest(({ request, set }) => {
+      const origin = request.headers.get("origin");
+      if (request.method === "OPTIONS") return preflight(cors, origin);
+      Object.assign(set.headers, corsHeaders(cors, origin));
+      const path = new URL(request.url).pathname;
+      if (opts.apiKey && !isOpen(path) && !keyMatches(opts.apiKey, request.headers.get("x-api-key"))) {
+        set.status = 401;
+        return Response.json(err("unauthorized", "missing or wrong API key: send it in the X-API-Key header"), { status: 401, headers: set.headers as Record<string, string> });
+      }
+    })
+    .onError(({ code, error, set, request }) => {
+      if (code === "VALIDATION") {
+        if (error.type === "response") {
+          log.error("response broke its schema", { path: new URL(request.url).pathname, detail: error.message.slice(0, 500) });
+          set.status = 500;
+          return err("internal", "the server produced an invalid response; this is a bug, please report it");
+        }
+        set.status = 400;
+        const issues = error.all.map((i) => {
+          const p = "path" in i && i.path && i.path !== "root" ? String(i.path).replace(/^\//, "").replaceAll("/", ".") : "";
+          return `${error.type}${p ? "." + p : ""}: ${i.message}`;
+        });
+        return err("bad_request", issues.join("; ") || `invalid ${error.type}`);
+      }
+      if (code === "NOT_FOUND") {
+        set.status = 404;
+        return err("not_found", `no route ${request.method} ${new URL(request.url).pathname}`);
+      }
+      if (code === "PARSE") {
+        set.status = 400;
+        return err("bad_request", "the request could not be parsed");
+      }
+      log.error("request failed", { path: new URL(request.url).pathname, error: String(error) });
+      set.status = 500;
+      return err("internal", "internal error");
+    })
+    .mapResponse(({ request, responseValue, set }) => {
+      if (responseValue instanceof Response || responseValue === undefined) return;
+      const text = typeof responseValue === "string" ? responseValue : JSON.stringify(responseValue);
+      const type = typeof responseValue === "string" ? "text/plain; charset=utf-8" : "application/json";
+      const gz = gzipBody(request, text);
+      const headers = { ...(set.headers as Record<string, string>), "content-type": type, vary: "Accept-Encoding" };
+      if (gz) return new Response(gz, { status: Number(set.status) || 200, headers: { ...headers, "content-encoding": "gzip" } });
+      return new Response(text, { status: Number(set.status) || 200, headers });
+    })
+    .onStop(() => {
+      if (ownsDb) db.close();
+    })
+    .get("/health", () => ({ status: "ok" as const, schema_version: q.schemaVersion(), time: new Date((opts.now ?? Date.now)()).toISOString() }), {
+      response: { 200: Health },
+      detail: { tags: ["status"], summary: "Liveness (never needs the API key)" },
+    })
+    .guard({ detail: { security: opts.apiKey ? [{ apiKey: [] }] : [] }, response: { 400: ApiError, 401: ApiError } }, (g) =>
+      g
+        .get("/api/stats/overview", () => q.overview(), {
+          response: { 200: Overview },
+          detail: { tags: ["status"], summary: "Totals, 24 h activity and the current leader" },
+        })
+        .get("/api/validator/status", () => q.validatorStatus(), {
+          response: { 200: ValidatorStatus },
+          detail: { tags: ["status"], summary: "The validator's state, current run, queue and success rate" },
+        })
+        .get("/api/queue", ({ query }) => q.queue(query), {
+          query: PageQuery,
+          response: { 200: QueuePage },
+          detail: { tags: ["status"], summary: "Submissions waiting or under evaluation, in the order they are worked on" },
+        })
+        .get("/leaderboard", ({ query }) => q.leaderboard(query), {
+          query: PageQuery,
+          response: { 200: LeaderboardPage },
+          detail: { tags: ["competition"], summary: "Leaderboard in threshold order: the leader first, then by TPS" },
+        })
+        .get("/api/leaderboard", ({ query }) => q.leaderboard(query), {
+          query: PageQuery,
+          response: { 200: LeaderboardPage },
+          detail: { tags: ["competition"], summary: "Same as /leaderboard" },
+        })
+        .get("/api/stats/history", ({ query }) => q.history(query), {
+          query: HistoryQuery,
+          response: { 200: HistoryPage },
+          detail: { tags: ["competition"], summary: "Each time the lead changed hands, with the new leader's TPS" },
+        })
+        .get("/api/weights", ({ query }) => q.weights(query), {
+          query: PageQuery,
+          response: { 200: WeightPage },
+          detail: { tags: ["competition"], summary: "Weight decisions, newest first" },
+        })
+        .get("/api/rejections", ({ query }) => q.rejections(query), {
+          query: RejectionsQuery,
+          response: { 200: RejectionPage },
+          detail: { tags: ["submissions"], summary: "Commitments or submissions refused at intake, newest first" },
+        })
+        .get("/api/submissions", ({ query }) => q.submissions(query), {
+          query: SubmissionsQuery,
+          response: { 200: SubmissionPage },
+          detail: { tags: ["submissions"], summary: "Submissions, newest first" },
+        })
+        .get(
+          "/api/submissions/:id",
+          ({ params, status }) => {
+            const s = q.submission(params.id);
+            return s ?? status(404, notFound(params.id));
+          },
+          { params: IdParams, response: { 200: SubmissionDetail, 404: ApiError }, detail: { tags: ["submissions"], summary: "One submission" } },
+        )
+        .get(
+          "/api/submissions/:id/runs",
+          ({ params, query, status }) => (q.submission(params.id) ? q.runs(params.id, query) : status(404, notFound(params.id))),
+          { params: IdParams, query: PageQuery, response: { 200: RunPage, 404: ApiError }, detail: { tags: ["submissions"], summary: "A submission's evaluation runs" } },
+        )
+        .get(
+          "/api/submissions/:id/code",
+          ({ params, status }) => {
+            const c = q.code(params.id);
+            if (c.ok) return c.code;
+            if (c.reason === "unknown") return status(404, notFound(params.id));
+            if (c.reason === "no_code") return status(404, err("no_code", `submission ${params.id} has no stored code (it failed before its code was fetched)`));
+            return status(403, err("not_evaluated", `the code of submission ${params.id} is shown once its evaluation has finished (it is ${c.state} now)`));
+          },
+          {
+            params: IdParams,
+            response: { 200: Code, 403: ApiError, 404: ApiError },
+            detail: { tags: ["submissions"], summary: "The exact code that was evaluated, once evaluation finished" },
+          },
+        ),
+    )
+    .get("/openapi.json", ({ redirect }) => redirect("/openapi/json", 308), { detail: { hide: true } });
+
+  for (const [path, asset] of web) {
+    app.get(path, ({ request, set }) => serveAsset(asset, request, set.headers as Record<string, string>), { detail: { hide: true } });
+  }
+  return app;
+}
+
+export type App = Awaited<ReturnType<typeof createApp>>;
