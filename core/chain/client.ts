@@ -1,0 +1,342 @@
+// The subtensor client Crusades needs: metagraph and commitment reads, timelocked commitments, weights.
+// Everything goes through @polkadot/api with metadata taken from the node, so call and storage
+// encodings follow whatever runtime the node runs.
+import type { QueryableStorageEntry, SubmittableExtrinsicFunction } from "@polkadot/api/types";
+import type { KeyringPair } from "@polkadot/keyring/types";
+import type { Option, Vec, u16, u32, u64, bool, Bytes } from "@polkadot/types";
+import type { ITuple } from "@polkadot/types/types";
+import { compactFromU8a, compactToU8a, u8aConcat, u8aToHex } from "@polkadot/util";
+import { encodeAddress } from "@polkadot/util-crypto";
+import { createLogger, type Logger } from "../log.ts";
+import { normalizeU16 } from "../scoring.ts";
+import { encrypt, roundAfterBlocks, type BeaconInfo } from "../timelock/index.ts";
+import { MAX_TIMELOCK_CIPHERTEXT_BYTES } from "../commitment.ts";
+import { openConnection, type Connection } from "./connection.ts";
+import { ChainError } from "./errors.ts";
+import { assertSucceeded, submitTracked, type Inclusion } from "./extrinsic.ts";
+import { resolveEndpoint } from "./networks.ts";
+import { SS58_FORMAT } from "./wallet.ts";
+
+export interface ChainOptions {
+  network: string;
+  log?: Logger;
+  timeoutMs?: number;
+}
+
+export interface RevealedCommitment {
+  hotkey: string;
+  /** The block whose initialisation revealed it (not the commit block). */
+  block: number;
+  data: string;
+}
+
+export interface CommitmentStatus {
+  /** Block of the hotkey's last set_commitment, if any. */
+  committedBlock: number | null;
+  /** A timelocked commitment still waiting for its drand round. */
+  pending: { block: number; revealRound: bigint } | null;
+  /** The newest revealed commitment. */
+  revealed: { block: number; data: string } | null;
+  /** True when the last commitment has been revealed (nothing pending, and a reveal at or after it). */
+  isRevealed: boolean;
+}
+
+export interface CommitmentReceipt {
+  block: number;
+  hash: string;
+  revealRound: bigint;
+  estimatedRevealBlock: number;
+  recovered: boolean;
+}
+
+export type WeightsOutcome =
+  | {
+      status: "ok";
+      mode: "set_weights" | "commit_timelocked_weights";
+      block: number;
+      hash: string;
+      uids: number[];
+      weights: number[];
+      revealRound?: bigint;
+      recovered: boolean;
+    }
+  | { status: "rate_limited"; nextBlock: number; lastUpdate: number; rateLimit: number };
+
+const DEFAULT_BLOCK_TIME = 12;
+
+/** The SCALE `String` encoding: what bittensor's commitment tools timelock and what the chain reveals. */
+export function encodeScaleText(text: string): Uint8Array {
+  const body = new TextEncoder().encode(text);
+  return u8aConcat(compactToU8a(body.length), body);
+}
+
+/**
+ * Revealed bytes back to text. They should be a SCALE string; bytes whose length prefix does not match
+ * are decoded whole, so a miner using another tool is still read (and then judged by parseCommitment).
+ */
+export function decodeRevealedText(bytes: Uint8Array): string {
+  try {
+    const [offset, len] = compactFromU8a(bytes);
+    if (offset + len.toNumber() === bytes.length) return new TextDecoder().decode(bytes.subarray(offset));
+  } catch {
+    // fall through to the whole buffer
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+export async function connectChain(opts: ChainOptions) {
+  const log = opts.log ?? createLogger();
+  const url = resolveEndpoint(opts.network);
+  log.info(`connecting to ${url}`);
+  const conn: Connection = await openConnection(url, { log, timeoutMs: opts.timeoutMs });
+  const api = conn.api;
+  // A node without these items is not a subtensor node (or an incompatible one): say so by name.
+  const storage = (pallet: string, item: string): QueryableStorageEntry<"promise"> => {
+    const entry = api.query[pallet]?.[item];
+    if (!entry) throw new ChainError(`the node's runtime has no ${pallet}.${item} storage; is ${url} a subtensor node?`, "invalid");
+    return entry;
+  };
+  const call = (pallet: string, method: string): SubmittableExtrinsicFunction<"promise"> => {
+    const fn = api.tx[pallet]?.[method];
+    if (!fn) throw new ChainError(`the node's runtime has no ${pallet}.${method} call; is ${url} a subtensor node?`, "invalid");
+    return fn;
+  };
+  const ss58 = (account: Uint8Array | string) => encodeAddress(account, SS58_FORMAT);
+
+  const client = {
+    url,
+    /** The underlying API, for reads this client does not wrap. */
+    api,
+    connection: conn,
+
+    async currentBlock(): Promise<number> {
+      await conn.whenConnected();
+      return (await api.rpc.chain.getHeader()).number.toNumber();
+    },
+
+    async uidOf(netuid: number, hotkey: string): Promise<number | null> {
+      const uid = (await storage("subtensorModule", "uids")(netuid, hotkey)) as Option<u16>;
+      return uid.isSome ? uid.unwrap().toNumber() : null;
+    },
+
+    async hotkeyOf(netuid: number, uid: number): Promise<string | null> {
+      // Keys defaults to the zero account for an unused uid, so bound it by the subnet size.
+      if (uid >= (await client.subnetSize(netuid))) return null;
+      return ss58((await storage("subtensorModule", "keys")(netuid, uid)).toU8a());
+    },
+
+    async subnetSize(netuid: number): Promise<number> {
+      return ((await storage("subtensorModule", "subnetworkN")(netuid)) as u16).toNumber();
+    },
+
+    async subnetExists(netuid: number): Promise<boolean> {
+      return ((await storage("subtensorModule", "networksAdded")(netuid)) as bool).isTrue;
+    },
+
+    /** Every hotkey's revealed commitments on `netuid`, oldest first per hotkey. */
+    async revealedCommitments(netuid: number): Promise<RevealedCommitment[]> {
+      const entries = await storage("commitments", "revealedCommitments").entries(netuid);
+      const out: RevealedCommitment[] = [];
+      for (const [key, value] of entries) {
+        const hotkey = ss58(key.args[1]!.toU8a());
+        const list = (value as Option<Vec<ITuple<[Bytes, u64]>>>).unwrapOr([]);
+        for (const [bytes, block] of list) {
+          out.push({ hotkey, block: block.toNumber(), data: decodeRevealedText(bytes.toU8a(true)) });
+        }
+      }
+      return out;
+    },
+
+    async lastCommitment(netuid: number, hotkey: string): Promise<CommitmentStatus> {
+      const [of, revealed, last] = await Promise.all([
+        storage("commitments", "commitmentOf")(netuid, hotkey),
+        storage("commitments", "revealedCommitments")(netuid, hotkey),
+        storage("commitments", "lastCommitment")(netuid, hotkey),
+      ]);
+      const lastOpt = last as Option<u32>;
+      const committedBlock = lastOpt.isSome ? lastOpt.unwrap().toNumber() : null;
+      let pending: CommitmentStatus["pending"] = null;
+      const reg = (of as Option<any>).unwrapOr(null);
+      if (reg) {
+        for (const field of reg.info.fields) {
+          if (field.isTimelockEncrypted) {
+            pending = { block: reg.block.toNumber(), revealRound: field.asTimelockEncrypted.revealRound.toBigInt() };
+            break;
+          }
+        }
+      }
+      let newest: CommitmentStatus["revealed"] = null;
+      for (const [bytes, block] of (revealed as Option<Vec<ITuple<[Bytes, u64]>>>).unwrapOr([])) {
+        if (!newest || block.toNumber() >= newest.block) newest = { block: block.toNumber(), data: decodeRevealedText(bytes.toU8a(true)) };
+      }
+      const isRevealed = !pending && newest !== null && (committedBlock === null || newest.block >= committedBlock);
+      return { committedBlock, pending, revealed: newest, isRevealed };
+    },
+
+    async weightsRateLimit(netuid: number): Promise<number> {
+      return ((await storage("subtensorModule", "weightsSetRateLimit")(netuid)) as u64).toNumber();
+    },
+
+    async lastUpdate(netuid: number, uid: number): Promise<number> {
+      const list = (await storage("subtensorModule", "lastUpdate")(netuid)) as Vec<u64>;
+      return list[uid]?.toNumber() ?? 0;
+    },
+
+    async commitRevealEnabled(netuid: number): Promise<boolean> {
+      return ((await storage("subtensorModule", "commitRevealWeightsEnabled")(netuid)) as bool).isTrue;
+    },
+
+    async weightsVersionKey(netuid: number): Promise<number> {
+      return ((await storage("subtensorModule", "weightsVersionKey")(netuid)) as u64).toNumber();
+    },
+
+    /** The weights `uid` has set on `netuid`, as stored: [target uid, u16 value] pairs. */
+    async weights(netuid: number, uid: number): Promise<{ uid: number; weight: number }[]> {
+      const list = (await storage("subtensorModule", "weights")(netuid, uid)) as Vec<ITuple<[u16, u16]>>;
+      return list.map(([u, w]) => ({ uid: u.toNumber(), weight: w.toNumber() }));
+    },
+
+    async drandBeaconConfig(): Promise<BeaconInfo> {
+      const c = (await storage("drand", "beaconConfig")()) as any;
+      return {
+        publicKey: c.publicKey.toU8a(true),
+        genesisTime: c.genesisTime.toNumber(),
+        period: c.period.toNumber(),
+        chainHash: u8aToHex(c.hash.toU8a(true), -1, false),
+      };
+    },
+
+    /**
+     * Timelocks `data` to the drand round `blocksUntilReveal` blocks from now and commits it, signed by
+     * the hotkey. Resolves once included (even across a dropped socket); a chain-side failure throws a
+     * ChainError naming the module error.
+     */
+    async setCommitment(
+      signer: KeyringPair,
+      netuid: number,
+      data: string,
+      opts: { blocksUntilReveal: number; blockTime: number; timeoutMs?: number },
+    ): Promise<CommitmentReceipt> {
+      const beacon = await client.drandBeaconConfig();
+      const now = Date.now() / 1000;
+      const revealRound = roundAfterBlocks(opts.blocksUntilReveal, opts.blockTime, now, beacon);
+      const encrypted = encrypt(encodeScaleText(data), revealRound, beacon.publicKey);
+      if (encrypted.length > MAX_TIMELOCK_CIPHERTEXT_BYTES) {
+        throw new ChainError(
+          `the commitment encrypts to ${encrypted.length} bytes, over the chain's ${MAX_TIMELOCK_CIPHERTEXT_BYTES}-byte bound`,
+          "oversize",
+        );
+      }
+      const tx = call("commitments", "setCommitment")(netuid, {
+        fields: [{ TimelockEncrypted: { encrypted, reveal_round: revealRound } }],
+      });
+      const inc = await submitTracked(conn, tx, signer, { log, label: "set_commitment", timeoutMs: opts.timeoutMs });
+      assertSucceeded(api, inc, "set_commitment");
+      // The round is published at genesis + (round − 1)·period; the chain ingests the pulse in the next
+      // block and reveals in the one after.
+      const publishAt = beacon.genesisTime + Number(revealRound - 1n) * beacon.period;
+      const blocksToPublish = Math.max(0, Math.ceil((publishAt - Date.now() / 1000) / opts.blockTime));
+      return {
+        block: inc.block,
+        hash: inc.hash,
+        revealRound,
+        estimatedRevealBlock: inc.block + blocksToPublish + 2,
+        recovered: inc.recovered,
+      };
+    },
+
+    /**
+     * Sets `weights` (any non-negative floats) for `uids`, normalised to u16 as the chain expects. Uses
+     * the timelocked commit when the subnet has commit-reveal on. Inside the rate limit it returns
+     * `rate_limited` with the first block that will be accepted instead of sending.
+     */
+    async setWeights(
+      signer: KeyringPair,
+      netuid: number,
+      uids: number[],
+      weights: number[],
+      versionKey: number,
+      opts: { blockTime?: number; timeoutMs?: number } = {},
+    ): Promise<WeightsOutcome> {
+      const own = await client.uidOf(netuid, signer.address);
+      if (own === null) throw new ChainError(`hotkey ${signer.address} is not registered on subnet ${netuid}`, "not_registered");
+      const limited = async (): Promise<WeightsOutcome | null> => {
+        const [rateLimit, last, block] = await Promise.all([client.weightsRateLimit(netuid), client.lastUpdate(netuid, own), client.currentBlock()]);
+        if (last > 0 && block - last < rateLimit) return { status: "rate_limited", nextBlock: last + rateLimit, lastUpdate: last, rateLimit };
+        return null;
+      };
+      const early = await limited();
+      if (early) return early;
+
+      const norm = normalizeU16(uids, weights);
+      if (norm.uids.length === 0) throw new ChainError("every weight is zero; nothing to set", "invalid");
+      const commitReveal = await client.commitRevealEnabled(netuid);
+      let tx;
+      let revealRound: bigint | undefined;
+      if (commitReveal) {
+        revealRound = await weightsRevealRound(netuid, opts.blockTime ?? DEFAULT_BLOCK_TIME);
+        const payload = api
+          .createType("(Vec<u8>, Vec<u16>, Vec<u16>, u64)", [signer.publicKey, norm.uids, norm.weights, versionKey])
+          .toU8a();
+        const beacon = await client.drandBeaconConfig();
+        const version = ((await storage("subtensorModule", "commitRevealWeightsVersion")()) as u16).toNumber();
+        tx = call("subtensorModule", "commitTimelockedWeights")(netuid, encrypt(payload, revealRound, beacon.publicKey), revealRound, version);
+      } else {
+        tx = call("subtensorModule", "setWeights")(netuid, norm.uids, norm.weights, versionKey);
+      }
+      const label = commitReveal ? "commit_timelocked_weights" : "set_weights";
+      let inc: Inclusion;
+      try {
+        inc = await submitTracked(conn, tx, signer, { log, label, timeoutMs: opts.timeoutMs });
+        assertSucceeded(api, inc, label);
+      } catch (e) {
+        // Another weight setter for this hotkey may have landed between our check and our block.
+        if (e instanceof ChainError && e.module === "SubtensorModule.SettingWeightsTooFast") {
+          const late = await limited();
+          if (late) return late;
+        }
+        throw e;
+      }
+      return {
+        status: "ok",
+        mode: label,
+        block: inc.block,
+        hash: inc.hash,
+        uids: norm.uids,
+        weights: norm.weights,
+        revealRound,
+        recovered: inc.recovered,
+      };
+    },
+
+    async close(): Promise<void> {
+      await conn.close();
+    },
+  };
+
+  /**
+   * The drand round for a weights commit, as bittensor-drand's generate_commit picks it: a few blocks
+   * into the epoch in which the chain will reveal (chain-spec §4.3), never below the last stored pulse.
+   */
+  async function weightsRevealRound(netuid: number, blockTime: number): Promise<bigint> {
+    const [block, tempoC, periodC, beacon, lastStored] = await Promise.all([
+      client.currentBlock(),
+      storage("subtensorModule", "tempo")(netuid),
+      storage("subtensorModule", "revealPeriodEpochs")(netuid),
+      client.drandBeaconConfig(),
+      storage("drand", "lastStoredRound")(),
+    ]);
+    const tempo = (tempoC as u16).toNumber();
+    const revealPeriod = (periodC as u64).toNumber();
+    const epoch = Math.floor((block + netuid + 1) / (tempo + 1));
+    const firstRevealBlock = (epoch + revealPeriod) * (tempo + 1) - (netuid + 1);
+    const seconds = (firstRevealBlock + 3 - block) * blockTime;
+    const round = BigInt(Math.max(1, Math.floor((Date.now() / 1000 + seconds - beacon.genesisTime) / beacon.period)));
+    const floor = (lastStored as u64).toBigInt();
+    return round > floor ? round : floor + 1n;
+  }
+
+  return client;
+}
+
+export type ChainClient = Awaited<ReturnType<typeof connectChain>>;
