@@ -19,6 +19,7 @@ let server: http.Server;
 let base = "";
 let port = 0;
 let hits = 0;
+let streaming = 0;
 const open = new Set<http.ServerResponse>();
 
 function route(req: http.IncomingMessage, res: http.ServerResponse) {
@@ -44,6 +45,8 @@ function route(req: http.IncomingMessage, res: http.ServerResponse) {
     }
     case "/forever": {
       res.writeHead(200, { "content-type": "text/plain" });
+      streaming++;
+      res.once("close", () => streaming--);
       const chunk = Buffer.alloc(16 * 1024, "#");
       const pump = () => {
         while (!res.destroyed && res.write(chunk));
@@ -209,6 +212,9 @@ describe("fetchCode transport refusals", () => {
   test("a body streamed forever is cut off at maxBytes", async () => {
     const msg = refused(await fetchCode(`${base}/forever`, { ...local, maxBytes: 100_000 }), "too_large");
     expect(msg).toContain("more than 100000 bytes");
+    // The connection is torn down, not left draining the stream in the background.
+    for (let i = 0; i < 100 && streaming > 0; i++) await Bun.sleep(20);
+    expect(streaming).toBe(0);
   });
 
   test("a declared Content-Length over the cap is refused without reading the body", async () => {
