@@ -119,36 +119,23 @@ export function parseOptions<S extends z.ZodType>(kind: string, name: string, sc
   return parsed.data;
 }
 
+/** A plugin factory: call it with options; `pluginName` and `schema` let docs and configs find it by name. */
+export type Factory<P, S extends z.ZodType> = ((options?: z.input<S>) => P) & { pluginName: string; schema: S };
+
+function factory<P, S extends z.ZodType>(kind: P extends { kind: infer K } ? K & string : never, name: string, schema: S, build: (options: z.infer<S>) => object): Factory<P, S> {
+  const make = (options?: z.input<S>) => {
+    const opts = parseOptions(kind, name, schema, options);
+    return { kind, name, options: opts, ...build(opts) } as P;
+  };
+  return Object.assign(make, { pluginName: name, schema });
+}
+
 /** `defineSource(name, schema, (opts) => ({ poll }))` → a factory `(options) => Source`. */
-export function defineSource<S extends z.ZodType>(
-  name: string,
-  schema: S,
-  build: (options: z.infer<S>) => Without<Source, "name">,
-): (options?: z.input<S>) => Source {
-  return (options) => {
-    const opts = parseOptions("source", name, schema, options);
-    return { kind: "source", name, options: opts, ...build(opts) };
-  };
-}
+export const defineSource = <S extends z.ZodType>(name: string, schema: S, build: (options: z.infer<S>) => Without<Source, "name">) =>
+  factory<Source, S>("source", name, schema, build);
 
-export function defineExecutor<S extends z.ZodType>(
-  name: string,
-  schema: S,
-  build: (options: z.infer<S>) => Without<Executor, "name">,
-): (options?: z.input<S>) => Executor {
-  return (options) => {
-    const opts = parseOptions("executor", name, schema, options);
-    return { kind: "executor", name, options: opts, ...build(opts) };
-  };
-}
+export const defineExecutor = <S extends z.ZodType>(name: string, schema: S, build: (options: z.infer<S>) => Without<Executor, "name">) =>
+  factory<Executor, S>("executor", name, schema, build);
 
-export function defineSink<S extends z.ZodType>(
-  name: string,
-  schema: S,
-  build: (options: z.infer<S>) => Without<Sink, "name">,
-): (options?: z.input<S>) => Sink {
-  return (options) => {
-    const opts = parseOptions("sink", name, schema, options);
-    return { kind: "sink", name, options: opts, ...build(opts) };
-  };
-}
+export const defineSink = <S extends z.ZodType>(name: string, schema: S, build: (options: z.infer<S>) => Without<Sink, "name">) =>
+  factory<Sink, S>("sink", name, schema, build);
