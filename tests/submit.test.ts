@@ -1,0 +1,121 @@
+// The miner CLI as a miner runs it: a subprocess, against code hosted on a real loopback HTTP server.
+// The chain-touching paths are in tests/chain.test.ts (they need the localnet).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+
+const ROOT = join(import.meta.dir, "..");
+const GOOD = "import torch\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    return None\n";
+
+let server: ReturnType<typeof Bun.serve>;
+let base: string;
+
+beforeAll(() => {
+  server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req) {
+      const path = new URL(req.url).pathname;
+      if (path === "/train.py") return new Response(GOOD);
+      if (path === "/nothing.py") return new Response("print('hello')\n");
+      if (path === "/page") return new Response("<!doctype html><html><body>def inner_steps</body></html>", { headers: { "content-type": "text/html" } });
+      return new Response("not found", { status: 404 });
+    },
+  });
+  base = `http://127.0.0.1:${server.port}`;
+});
+afterAll(() => server.stop(true));
+
+async function runCli(args: string[], env: Record<string, string | undefined> = {}) {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "scripts", "submit.ts"), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { stdout, stderr, code };
+}
+
+describe("usage", () => {
+  test("no command prints help and exits 2; --help exits 0 for each command", async () => {
+    const none = await runCli([]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toContain("Commands:");
+    for (const cmd of ["submit", "validate", "status"]) {
+      const r = await runCli([cmd, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`usage: submit.ts ${cmd}`);
+    }
+  }, 60_000);
+
+  test("bad usage exits 2 with the reason and the command's help", async () => {
+    const cases: [string[], RegExp][] = [
+      [["frobnicate"], /unknown command "frobnicate"/],
+      [["submit"], /exactly one URL/],
+      [["validate", "a", "b"], /exactly one URL/],
+      [["submit", "https://x.org/t.py", "--wallet.nam", "w"], /Unknown option '--wallet.nam'/],
+      [["validate", "https://x.org/t.py", "--yes"], /validate does not take --yes/],
+      [["submit", "https://x.org/t.py", "--netuid", "three"], /--netuid must be a non-negative integer/],
+      [["status", "--network", "http://example.com"], /ws:\/\/ or wss:\/\//],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr).toMatch(message);
+    }
+  }, 60_000);
+});
+
+describe("validate", () => {
+  test("accepts good code and prints the submit line; notes a missing python3 instead of failing", async () => {
+    // Only bun's own directory on PATH: python3 cannot be found.
+    const r = await runCli(["validate", `${base}/train.py`, "--allow-loopback"], { PATH: dirname(process.execPath) });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`✓ fetched ${GOOD.length} bytes`);
+    expect(r.stdout).toContain(createHash("sha256").update(GOOD).digest("hex").slice(0, 16));
+    expect(r.stdout).toContain("python3 not found; skipped");
+    expect(r.stdout).toContain(`submit.ts submit ${base}/train.py`);
+  }, 60_000);
+
+  test("rejects code validators would reject, with their reason, and exits 1", async () => {
+    const cases: [string, RegExp][] = [
+      ["/nothing.py", /inner_steps/],
+      ["/page", /HTML|html/],
+      ["/missing.py", /404/],
+    ];
+    for (const [path, message] of cases) {
+      const r = await runCli(["validate", `${base}${path}`, "--allow-loopback", "--no-verify"]);
+      expect({ path, code: r.code }).toEqual({ path, code: 1 });
+      expect(r.stderr).toMatch(message);
+    }
+  }, 60_000);
+
+  test("without --allow-loopback a loopback URL is refused as validators refuse it", async () => {
+    const r = await runCli(["validate", `${base}/train.py`, "--no-verify"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/loopback|127\.0\.0\.1/);
+  }, 60_000);
+});
+
+describe("submit before the chain", () => {
+  test("a missing wallet fails before connecting, naming the key file", async () => {
+    const r = await runCli(["submit", `${base}/train.py`, "--allow-loopback", "--wallet.name", "ghost", "--wallet.hotkey", "hk", "--network", "ws://127.0.0.1:9", "--yes"], {
+      HOME: "/nonexistent-home",
+      CRUSADES_HOTKEY_URI: "",
+      BT_WALLET_PATH: "",
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("/nonexistent-home/.bittensor/wallets/ghost/hotkeys/hk");
+    expect(r.stdout).not.toContain("connecting");
+  }, 60_000);
+
+  test("bad code fails before the wallet or the chain are touched", async () => {
+    const r = await runCli(["submit", `${base}/nothing.py`, "--allow-loopback", "--network", "ws://127.0.0.1:9", "--yes"], { CRUSADES_HOTKEY_URI: "//Alice" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/inner_steps/);
+    expect(r.stdout).not.toContain("hotkey");
+  }, 60_000);
+});
