@@ -28,25 +28,21 @@ const pluginRef = <K extends Kind>(kind: K) =>
 
 export const ConfigSchema = z
   .object({
-    /** finney | test | local | ws(s)://… */
-    network: z.string().min(1).default("finney"),
-    netuid: z.number().int().min(0).max(65535).optional(),
-    wallet: z.object({ name: z.string().min(1).default("default"), hotkey: z.string().min(1).default("default"), path: z.string().optional() }).default({ name: "default", hotkey: "default" }),
-    /** SQLite file of the validator's store. */
-    database: z.string().min(1).default("data/crusades.db"),
-    /** Competition parameters; defaults to the repository's hparams/hparams.json. */
-    hparams: z.string().min(1).optional(),
-    /** `benchmark` on GPUs in production; `tiny` runs on a CPU for demos and tests. */
-    profile: Profile.default("benchmark"),
-    sources: z.array(pluginRef("source")).min(1, "at least one source is needed"),
-    executor: pluginRef("executor"),
-    sinks: z.array(pluginRef("sink")).default([]),
-    /** Evaluations run at once (one per GPU host or device). */
-    concurrency: z.number().int().min(1).max(64).default(1),
-    /** Seconds between source polls. */
-    pollIntervalSeconds: z.number().positive().default(12),
-    /** Test-only: lets the code fetcher reach 127.0.0.1 (the demo hosts code on loopback). */
-    allowLoopbackCode: z.boolean().default(false),
+    network: z.string().min(1).default("finney").describe("finney, test, local, or a ws(s):// URL of a subtensor node."),
+    netuid: z.number().int().min(0).max(65535).optional().describe("Overrides hparams.netuid (e.g. a test subnet)."),
+    wallet: z
+      .object({ name: z.string().min(1).default("default"), hotkey: z.string().min(1).default("default"), path: z.string().optional() })
+      .default({ name: "default", hotkey: "default" })
+      .describe("Bittensor wallet (~/.bittensor/wallets/NAME/hotkeys/HOTKEY); CRUSADES_HOTKEY_URI overrides it."),
+    database: z.string().min(1).default("data/crusades.db").describe("SQLite file of the validator's store (the API reads it)."),
+    hparams: z.string().min(1).optional().describe("Competition parameters file; defaults to hparams/hparams.json."),
+    profile: Profile.default("benchmark").describe("`benchmark` on GPUs in production; `tiny` runs on a CPU (demo, tests)."),
+    sources: z.array(pluginRef("source")).min(1, "at least one source is needed").describe("Where submissions come from."),
+    executor: pluginRef("executor").describe("Where evaluations run."),
+    sinks: z.array(pluginRef("sink")).default([]).describe("Who receives scores and weight decisions."),
+    concurrency: z.number().int().min(1).max(64).default(1).describe("Evaluations run at once (one per GPU or host)."),
+    pollIntervalSeconds: z.number().positive().default(12).describe("Seconds between source polls."),
+    allowLoopbackCode: z.boolean().default(false).describe("Test and demo only: lets the code fetcher reach 127.0.0.1."),
   })
   .strict();
 
