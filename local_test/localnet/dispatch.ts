@@ -12,9 +12,9 @@ const n = (c: Codec | undefined) => Number(c!.toString());
 const list = (c: Codec | undefined) => [...(c as unknown as Iterable<Codec>)].map(n);
 
 function accountOf(ctx: BlockContext, dest: Codec): string {
-  const addr = dest as Codec & { isId: boolean; asId: Codec };
-  if (!addr.isId) ctx.fail("System", "CallFiltered", "only MultiAddress::Id destinations are supported");
-  return u8aToHex(addr.asId.toU8a());
+  const addr = dest as Codec & { type: string; value: Codec };
+  if (addr.type !== "Id") ctx.fail("System", "CallFiltered", "only MultiAddress::Id destinations are supported");
+  return u8aToHex(addr.value.toU8a());
 }
 
 type Handler = (ctx: BlockContext, who: string, args: Codec[]) => void;

@@ -5,20 +5,7 @@ import { fileURLToPath } from "node:url";
 import { expandMetadata, Metadata, TypeRegistry } from "@polkadot/types";
 import type { Codec } from "@polkadot/types/types";
 import { compactAddLength, compactStripLength, u8aConcat, u8aToHex } from "@polkadot/util";
-
-/**
- * Subtensor's own transaction extensions carry no explicit or implicit payload. @polkadot/types does not
- * know them and warns; registering them as empty makes decoding and the signing payload explicit.
- * Clients pass the same map to `ApiPromise.create({ signedExtensions })` (see README).
- */
-export const SIGNED_EXTENSIONS = {
-  SudoTransactionExtension: { extrinsic: {}, payload: {} },
-  SubtensorTransactionExtension: { extrinsic: {}, payload: {} },
-  DrandPriority: { extrinsic: {}, payload: {} },
-  // Older runtimes (spec ≤ 240) used these names instead.
-  SubtensorSignedExtension: { extrinsic: {}, payload: {} },
-  CommitmentsSignedExtension: { extrinsic: {}, payload: {} },
-};
+import { SUBTENSOR_SIGNED_EXTENSIONS } from "../../core/chain/extensions.ts";
 
 /**
  * Real subtensor devnet metadata (V16), copied from research/ (chain-spec §6): spec 381 is the newest
@@ -61,7 +48,8 @@ export class Runtime {
   constructor(readonly metadataPath: string = DEFAULT_METADATA) {
     this.metadataBytes = new Uint8Array(readFileSync(metadataPath));
     this.metadata = new Metadata(this.registry, this.metadataBytes);
-    this.registry.setMetadata(this.metadata, undefined, SIGNED_EXTENSIONS);
+    // The same extension map clients pass to ApiPromise.create, so decoding and signing payloads agree.
+    this.registry.setMetadata(this.metadata, undefined, SUBTENSOR_SIGNED_EXTENSIONS);
     this.decorated = expandMetadata(this.registry, this.metadata);
     this.metadataHex = u8aToHex(this.metadataBytes) as `0x${string}`;
     const version = this.decorated.consts.system?.version;

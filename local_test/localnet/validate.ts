@@ -24,7 +24,7 @@ export class RpcError extends Error {
 }
 
 const invalid = (data: string) => new RpcError(1010, "Invalid Transaction", data);
-const undecodable = (why: string) => new RpcError(1002, `Verification Error: Runtime error: Execution failed: Could not decode extrinsic: ${why}`, why);
+const undecodable = (why: string) => new RpcError(1002, "Verification Error: Could not decode extrinsic", why);
 
 
 export interface ChainView {
@@ -77,8 +77,11 @@ export function validateTransaction(chain: ChainView, bytes: Uint8Array): ValidT
   if (!ext.isSigned) {
     throw new RpcError(1011, "Unknown Transaction Validity", "Could not find an unsigned validator for the unsigned transaction");
   }
-  if (!ext.signer.isId) throw invalid("Invalid signing address");
-  const signer = u8aToHex(ext.signer.asId.toU8a()) as `0x${string}`;
+  // MultiAddress::Id(AccountId32) is the only address a subtensor account signs with.
+  const address = ext.signer as unknown as Codec & { type: string; value: Codec };
+  if (address.type !== "Id") throw invalid("Invalid signing address");
+  const publicKey = address.value.toU8a();
+  const signer = u8aToHex(publicKey) as `0x${string}`;
   if (/^0x0+$/.test(signer)) throw invalid("Invalid signing address");
 
   // The block being built is best + 1; a mortal era counts from there.
@@ -112,13 +115,12 @@ export function validateTransaction(chain: ChainView, bytes: Uint8Array): ValidT
       blockHash: birthHash,
       metadataHash: null,
     },
-    { version: ext.version },
+    { version: ext.type },
   );
   let message = payload.toU8a({ method: true });
   if (message.length > 256) message = blake2AsU8a(message, 256);
-  const sig = ext.signature as unknown as Codec & { type: string; isSr25519?: boolean; value: Codec };
+  const sig = (ext.inner as unknown as { signature: { multiSignature: Codec & { type: string; value: Codec } } }).signature.multiSignature;
   const sigBytes = sig.value.toU8a();
-  const publicKey = ext.signer.asId.toU8a();
   const ok =
     sig.type === "Sr25519" ? sr25519Verify(message, sigBytes, publicKey) : sig.type === "Ed25519" ? ed25519Verify(message, sigBytes, publicKey) : false;
   if (!ok) throw invalid("Transaction has a bad signature");
