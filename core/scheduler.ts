@@ -1,0 +1,177 @@
+// When the pipeline's stages run in a long-lived validator. Three independent loops, so a long
+// evaluation never holds up intake or weights:
+//   - intake (cron, every poll interval): poll sources, fetch and pin new code, deliver sink events;
+//   - evaluation: claims queued runs back to back, sleeping until intake queues more;
+//   - weights (cron, every poll interval): decides weights once `set_weights_interval_blocks` have passed
+//     since this hotkey's last weights, reading that block from the chain first (a restart does not
+//     re-send), and hands the decision to the sinks.
+// `runOnce` drives the same stages to completion instead, for `--once`, tests and the demo.
+import { CronJob } from "cron";
+import { UserError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import type { Pipeline, ValidatorStatus } from "./pipeline.ts";
+import type { Store } from "./storage/store.ts";
+
+export interface WeightsClock {
+  intervalBlocks: number;
+  currentBlock(): Promise<number>;
+  /** Block at which this validator's hotkey last set (or committed) weights on chain; 0 when never. */
+  lastUpdate(): Promise<number>;
+  /** The live uid of a hotkey (null once it deregistered), so a departed leader's share goes to burn. */
+  uidOf(hotkey: string): Promise<number | null>;
+}
+
+export interface SchedulerOptions {
+  pipeline: Pipeline;
+  store: Store;
+  log: Logger;
+  pollIntervalSeconds: number;
+  /** Null when there is no chain (a gists-only tournament): no weights are decided. */
+  weights: WeightsClock | null;
+  signal: AbortSignal;
+}
+
+/** A cron expression firing every `seconds` seconds; only intervals that divide a minute or an hour evenly. */
+export function cronEvery(seconds: number): string {
+  if (Number.isInteger(seconds) && seconds >= 1 && seconds < 60 && 60 % seconds === 0) return `*/${seconds} * * * * *`;
+  const minutes = seconds / 60;
+  if (Number.isInteger(minutes) && minutes >= 1 && minutes < 60 && 60 % minutes === 0) return `0 */${minutes} * * * *`;
+  throw new UserError(`pollIntervalSeconds: ${seconds} does not divide a minute or an hour evenly (use e.g. 1, 5, 6, 10, 12, 15, 30, 60, 120, 300)`, "bad_config");
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+export function createScheduler(o: SchedulerOptions) {
+  const { pipeline, store, log, signal } = o;
+
+  // Two loops may want to deliver at once; the outbox must not hand the same event to a sink twice.
+  let delivering: Promise<number> | null = null;
+  let deliverAgain = false;
+  function deliver(): Promise<number> {
+    if (delivering) {
+      deliverAgain = true;
+      return delivering;
+    }
+    delivering = (async () => {
+      let n = 0;
+      try {
+        do {
+          deliverAgain = false;
+          n += await pipeline.deliver();
+        } while (deliverAgain && !signal.aborted);
+      } finally {
+        delivering = null;
+      }
+      return n;
+    })();
+    return delivering;
+  }
+
+  /** The newest decision's block, in the same store the decision was written to, so it survives a kill. */
+  const lastDecisionBlock = () => store.db.prepare("SELECT MAX(block) AS b FROM weight_decisions").get<{ b: number | null }>()?.b ?? 0;
+
+  const settleStatus = () => {
+    const current = store.getState<ValidatorStatus>("validator:status")?.current ?? [];
+    pipeline.setStatus({ state: current.length ? "evaluating" : "idle" });
+  };
+
+  /** Decides weights when the interval has passed since the chain's and the store's last; null otherwise. */
+  async function maybeSetWeights() {
+    const w = o.weights;
+    if (!w) return null;
+    const [block, onChain] = await Promise.all([w.currentBlock(), w.lastUpdate()]);
+    const last = Math.max(onChain, lastDecisionBlock());
+    if (last > 0 && block - last <= w.intervalBlocks) {
+      log.debug(`weights: last set at block ${last}; next after block ${last + w.intervalBlocks} (now ${block})`);
+      return null;
+    }
+    pipeline.setStatus({ state: "setting_weights" });
+    try {
+      const decision = await pipeline.decideWeights(block, (hotkey) => w.uidOf(hotkey));
+      pipeline.setStatus({ lastWeightsBlock: block });
+      return decision;
+    } finally {
+      settleStatus();
+    }
+  }
+
+  /** Until idle: every revealed submission scored, weights decided once (when due), every event delivered. */
+  async function runOnce(opts: { deliveryTimeoutMs?: number } = {}): Promise<{ undelivered: number }> {
+    await pipeline.runUntilIdle();
+    if (signal.aborted) return { undelivered: pendingCount().n };
+    await maybeSetWeights();
+    const deadline = Date.now() + (opts.deliveryTimeoutMs ?? 600_000);
+    for (;;) {
+      await deliver();
+      const { n, next } = pendingCount();
+      if (n === 0 || signal.aborted || Date.now() >= deadline) return { undelivered: n };
+      await sleep(Math.min(Math.max(50, (next ?? 0) - Date.now()), 1000, Math.max(0, deadline - Date.now())), signal);
+    }
+  }
+
+  function pendingCount(): { n: number; next: number | null } {
+    return store.db.prepare("SELECT COUNT(*) AS n, MIN(next_at) AS next FROM deliveries WHERE state = 'pending'").get<{ n: number; next: number | null }>()!;
+  }
+
+  let wake: (() => void) | null = null;
+  async function evaluationLoop() {
+    while (!signal.aborted) {
+      let ran = 0;
+      try {
+        ran = await pipeline.evaluateQueued();
+      } catch (e) {
+        log.error(`evaluation loop: ${(e as Error).message}`);
+      }
+      if (ran > 0) void deliver().catch(() => {});
+      if (ran === 0 && !signal.aborted) {
+        await Promise.race([new Promise<void>((r) => (wake = r)), sleep(o.pollIntervalSeconds * 1000, signal)]);
+        wake = null;
+      }
+    }
+  }
+
+  const guarded = (name: string, fn: () => Promise<unknown>) => async () => {
+    if (signal.aborted) return;
+    try {
+      await fn();
+    } catch (e) {
+      log.warn(`${name}: ${(e as Error).message}; will retry`);
+    }
+  };
+
+  /** Starts the loops; resolves once `signal` aborts and every loop has stopped. */
+  async function run(): Promise<void> {
+    pipeline.recover();
+    const cronTime = cronEvery(o.pollIntervalSeconds);
+    const intake = guarded("intake", async () => {
+      const found = (await pipeline.poll()) + (await pipeline.fetchPending());
+      if (found > 0) wake?.();
+      await deliver();
+    });
+    const weights = guarded("weights", async () => {
+      if (await maybeSetWeights()) await deliver();
+    });
+    const jobs = [
+      CronJob.from({ cronTime, onTick: intake, start: true, runOnInit: true, waitForCompletion: true, name: "intake" }),
+      ...(o.weights ? [CronJob.from({ cronTime, onTick: weights, start: true, runOnInit: true, waitForCompletion: true, name: "weights" })] : []),
+    ];
+    const evaluations = evaluationLoop();
+    await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+    wake?.();
+    await Promise.all([...jobs.map((j) => j.stop()), evaluations, delivering]);
+  }
+
+  return { run, runOnce, maybeSetWeights, deliver };
+}
+
+export type Scheduler = ReturnType<typeof createScheduler>;
