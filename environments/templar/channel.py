@@ -1,0 +1,59 @@
+"""Length-prefixed JSON frames over the private pipes between supervisor and worker. The supervisor treats
+every frame it reads as hostile input: bounded size, bounded wait, and a plain dict or nothing."""
+import json
+import os
+import select
+import struct
+import time
+
+MAX_FRAME = 64 << 20
+_HEADER = struct.Struct(">I")
+
+
+class ChannelClosed(Exception):
+    """The other end closed the pipe (the worker exited or closed its end)."""
+
+
+class ChannelTimeout(Exception):
+    pass
+
+
+class BadFrame(Exception):
+    pass
+
+
+def send(fd: int, message: dict) -> None:
+    data = json.dumps(message, allow_nan=False).encode()
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int, deadline: float) -> bytes:
+    chunks, left = [], n
+    while left:
+        wait = None if deadline == float("inf") else deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            raise ChannelTimeout()
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            raise ChannelTimeout()
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise ChannelClosed()
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv(fd: int, deadline: float = float("inf")) -> dict:
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    if size > MAX_FRAME:
+        raise BadFrame(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    try:
+        message = json.loads(_read_exact(fd, size, deadline))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadFrame(f"frame is not JSON: {e}") from None
+    if not isinstance(message, dict):
+        raise BadFrame("frame is not a JSON object")
+    return message

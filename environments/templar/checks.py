@@ -1,0 +1,120 @@
+"""Verification arithmetic: the candidate's outputs against the reference run on identical inputs. Runs in
+the supervisor only, on plain tensors read back from the worker's output file after the worker was stopped.
+
+Every check is reported with its value and bound; the first failing one, in PRIORITY order, names the
+error. The weight check measures the update W - W0, not W: with lr 1e-4 the update is a tiny fraction of
+the weights, so a tolerance on W would let whole skipped steps through."""
+import math
+
+import torch
+
+# Most specific first: a cheat usually trips several checks, and the code should name its cause.
+PRIORITY = ["token_count", "logits_shape", "finite", "frozen_params", "changed_fraction",
+            "update_rel_error_global", "update_rel_error_layer", "loss_abs_diff", "logits_rel_diff"]
+CODES = {"token_count": "token_count", "logits_shape": "logits_shape", "finite": "non_finite",
+         "frozen_params": "frozen_params", "changed_fraction": "frozen_params",
+         "update_rel_error_global": "weights_mismatch", "update_rel_error_layer": "weights_mismatch",
+         "loss_abs_diff": "loss_mismatch", "logits_rel_diff": "logits_mismatch"}
+
+
+def _check(name, passed, value, bound, detail=None):
+    value = None if value is None or not math.isfinite(value) else float(value)
+    out = {"name": name, "passed": bool(passed), "value": value, "bound": bound}
+    if detail:
+        out["detail"] = detail
+    return out
+
+
+def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: dict, ref: dict, w0: dict,
+           tol: dict, device: torch.device) -> tuple[list, dict | None, dict]:
+    """cand: {"logits": Tensor, "params": {name: Tensor}}; ref: same plus "loss"; reported: the worker's
+    claimed total_tokens and final_loss. Returns (checks, error or None, diagnostics)."""
+    checks, diag = [], {}
+    tokens = reported.get("total_tokens")
+    checks.append(_check("token_count", tokens == expected_tokens, tokens if isinstance(tokens, int) else None,
+                         f"== {expected_tokens}", None if tokens == expected_tokens else
+                         f"inner_steps reported {tokens!r} tokens; the harness fed exactly {expected_tokens}"))
+
+    logits = cand["logits"]
+    shape_ok = tuple(logits.shape) == tuple(logits_shape)
+    checks.append(_check("logits_shape", shape_ok, None, f"== {list(logits_shape)}",
+                         None if shape_ok else f"final_logits has shape {list(logits.shape)}; expected (batch, "
+                                               f"seq_len - 1, vocab) = {list(logits_shape)}"))
+
+    missing = sorted(set(w0) - set(cand["params"]))
+    reshaped = sorted(n for n in w0 if n in cand["params"] and cand["params"][n].shape != w0[n].shape)
+
+    loss = reported.get("final_loss")
+    bad = 0 if isinstance(loss, float) and math.isfinite(loss) else 1
+    bad += int((~torch.isfinite(logits.float())).sum())
+    upd_sq = err_sq = 0.0
+    changed = total = 0
+    layer_err, frozen = {}, []
+    for name, p0 in w0.items():
+        if name in missing or name in reshaped:
+            continue
+        p0 = p0.to(device)
+        pc = cand["params"][name].to(device, torch.float32)
+        finite = torch.isfinite(pc)
+        bad += int((~finite).sum())
+        d_ref = ref["params"][name].to(device) - p0
+        d_c = pc - p0
+        ref_norm = float(torch.linalg.vector_norm(d_ref.double()))
+        diff = float(torch.linalg.vector_norm((d_c - d_ref).double()))
+        upd_sq += ref_norm ** 2
+        err_sq += diff ** 2
+        layer_err[name] = diff / ref_norm if ref_norm > 0 else (0.0 if diff == 0 else math.inf)
+        moved = int((pc != p0).sum())
+        changed += moved
+        total += p0.numel()
+        if moved == 0 and ref_norm > 0:
+            frozen.append(name)
+    checks.append(_check("finite", bad == 0, bad, "== 0",
+                         None if bad == 0 else f"{bad} non-finite values in final_loss, final_logits or the weights"))
+
+    checks.append(_check("frozen_params", not frozen, len(frozen), "== 0", None if not frozen else
+                         f"{len(frozen)} parameter tensors never changed although training updates them "
+                         f"(e.g. {', '.join(frozen[:3])}); every parameter must be trained"))
+    frac = changed / total if total else 0.0
+    checks.append(_check("changed_fraction", frac >= tol["min_changed_fraction"], frac,
+                         f">= {tol['min_changed_fraction']}"))
+
+    if missing or reshaped:
+        what = ", ".join((missing + reshaped)[:3])
+        glob, detail = None, f"parameters missing or reshaped ({what}); keep the model's parameters as given"
+    else:
+        glob = math.sqrt(err_sq) / math.sqrt(upd_sq) if upd_sq > 0 else math.inf
+        detail = None
+    g_tol = tol["update_rel_tolerance_global"]
+    checks.append(_check("update_rel_error_global", glob is not None and glob <= g_tol, glob, f"<= {g_tol}",
+                         detail or (None if glob <= g_tol else "final weights differ from the reference's: every step "
+                                    "must run forward, backward and optimizer.step on every parameter")))
+    worst = max(layer_err.items(), key=lambda kv: kv[1], default=(None, math.inf if missing or reshaped else 0.0))
+    l_tol = tol["update_rel_tolerance_layer"]
+    checks.append(_check("update_rel_error_layer", worst[1] <= l_tol and not (missing or reshaped), worst[1],
+                         f"<= {l_tol}", f"worst tensor: {worst[0]}" if worst[0] else None))
+    diag["worst_layers"] = {k: (v if math.isfinite(v) else None)
+                            for k, v in sorted(layer_err.items(), key=lambda kv: -kv[1])[:5]}
+
+    loss_diff = abs(loss - ref["loss"]) if not bad and isinstance(loss, float) else None
+    checks.append(_check("loss_abs_diff", loss_diff is not None and loss_diff <= tol["loss_abs_tolerance"],
+                         loss_diff, f"<= {tol['loss_abs_tolerance']}",
+                         f"final_loss {loss!r} vs reference {ref['loss']:.6f}"))
+
+    rel = None
+    if shape_ok:
+        r = ref["logits"].to(device, torch.float32)
+        rel = float((logits.to(device, torch.float32) - r).abs().mean() / r.abs().mean().clamp_min(1e-12))
+    checks.append(_check("logits_rel_diff", rel is not None and rel <= tol["logits_rel_tolerance"], rel,
+                         f"<= {tol['logits_rel_tolerance']}", None if shape_ok else "not computed: wrong shape"))
+
+    failed = {c["name"]: c for c in checks if not c["passed"]}
+    first = next((n for n in PRIORITY if n in failed), None)
+    error = None
+    if first:
+        c = failed[first]
+        value = "" if c["value"] is None else f" (value {c['value']:.6g}, bound {c['bound']})"
+        error = {"code": CODES[first], "message": f"{first} failed{value}: {c.get('detail') or 'see checks'}"}
+    diag.update(reference_loss=ref["loss"], candidate_loss=loss if isinstance(loss, float) else None,
+                changed_fraction=frac)
+    return checks, error, diag

@@ -1,0 +1,122 @@
+"""What an evaluation trains on: the model built from a config, its seeded initial weights, the token
+batches, and the reference training loop. The supervisor and the worker both import this module, so the
+two sides build bit-identical inputs from the same seeds without shipping weights between processes."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+# Architectures a config may name. Anything else would mean running code we have not looked at.
+ALLOWED_ARCHITECTURES = {"Qwen2ForCausalLM", "LlamaForCausalLM"}
+
+# Dense bf16 peak FLOP/s (no sparsity) for the devices the benchmark targets; MFU is null elsewhere.
+PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12)]
+
+
+def derive_seed(seed_hex: str, purpose: str) -> int:
+    """A 63-bit seed for one purpose, from the request's 256-bit secret (sha256, stable across processes)."""
+    digest = hashlib.sha256(f"{seed_hex}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def resolve_path(path: str, root: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def load_config(path: str):
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    archs = raw.get("architectures") or []
+    if not archs or any(a not in ALLOWED_ARCHITECTURES for a in archs):
+        raise ValueError(f"{path}: architectures {archs} not in {sorted(ALLOWED_ARCHITECTURES)}")
+    model_type = raw.pop("model_type")
+    for key in ("architectures", "transformers_version", "torch_dtype", "dtype"):
+        raw.pop(key, None)
+    config = AutoConfig.for_model(model_type, **raw)
+    config.use_cache = False
+    return config
+
+
+def model_class(config) -> type:
+    """Resolving the class imports its modelling code; the supervisor does it once before forking."""
+    return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+
+
+def build_model(config, device: torch.device) -> torch.nn.Module:
+    """fp32 master weights on the device, sdpa attention, train mode. Weights are set by init_weights."""
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        model = model_class(config)(config)
+    return model.to(torch.float32).train()
+
+
+@torch.no_grad()
+def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
+    """Seeded random init with our own generator, so nothing global (and nothing a miner patched in its
+    own interpreter's RNG state) decides W0: matrices N(0, std), biases 0, norm gains 1."""
+    params = list(model.named_parameters())
+    gen = torch.Generator(device=params[0][1].device)
+    gen.manual_seed(seed)
+    for name, p in params:
+        if p.ndim >= 2:
+            p.normal_(0.0, std, generator=gen)
+        elif name.endswith("bias"):
+            p.zero_()
+        else:
+            p.fill_(1.0)
+
+
+def make_tokens(seed: int, count: int, batch: int, seq: int, vocab: int, data_path: str | None) -> torch.Tensor:
+    """`count` batches of (batch, seq) token ids, shape (count, batch, seq). Synthetic when there is no shard:
+    uniform ids from a seeded generator. With a shard (flat uint32 .npy or raw .bin), rows start at seeded
+    random offsets, so neither the rows nor their order can be known before the seed is."""
+    gen = torch.Generator().manual_seed(seed)
+    if data_path is None:
+        return torch.randint(0, vocab, (count, batch, seq), generator=gen, dtype=torch.long)
+    shard = np.load(data_path, mmap_mode="r", allow_pickle=False) if data_path.endswith(".npy") \
+        else np.memmap(data_path, dtype=np.uint32, mode="r")
+    if shard.ndim != 1 or shard.shape[0] < seq + 1:
+        raise ValueError(f"{data_path}: expected a flat token array longer than {seq}, got shape {shard.shape}")
+    starts = torch.randint(0, shard.shape[0] - seq, (count * batch,), generator=gen).tolist()
+    rows = np.stack([np.asarray(shard[s:s + seq], dtype=np.int64) for s in starts])
+    tokens = torch.from_numpy(rows).view(count, batch, seq)
+    if int(tokens.max()) >= vocab:
+        raise ValueError(f"{data_path}: token id {int(tokens.max())} outside the model's vocabulary ({vocab})")
+    return tokens
+
+
+def make_optimizer(model: torch.nn.Module, opt: dict, **impl) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
+                             weight_decay=opt["weight_decay"], **impl)
+
+
+def use_autocast(device: torch.device) -> bool:
+    # bf16 compute with fp32 master weights on GPUs; plain fp32 on CPU, where bf16 is slow and rarely native.
+    return device.type == "cuda"
+
+
+def reference_steps(model, batches: torch.Tensor, optimizer, device: torch.device):
+    """The plain loop every submission is measured against (local_test/train.py is the same loop)."""
+    logits = loss = None
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast(device)):
+            logits = model(input_ids=batch[:, :-1]).logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return logits.detach(), float(loss.item())
+
+
+def peak_flops(device: torch.device) -> tuple[str, float | None]:
+    if device.type != "cuda":
+        import platform
+        return platform.processor() or platform.machine() or "cpu", None
+    name = torch.cuda.get_device_name(device)
+    return name, next((flops for key, flops in PEAK_FLOPS if key in name), None)

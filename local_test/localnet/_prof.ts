@@ -1,0 +1,13 @@
+import { cryptoWaitReady, mnemonicToMiniSecret, sr25519PairFromSeed, keyFromPath, keyExtractPath, encodeAddress } from "@polkadot/util-crypto";
+await cryptoWaitReady();
+let last = performance.now(); const lap = (m: string) => { const n = performance.now(); console.log(m, (n - last).toFixed(1)); last = n; };
+const ms = mnemonicToMiniSecret("bottom drive obey lake curtain smoke basket hold race lonely fit walk"); lap("mini");
+const root = sr25519PairFromSeed(ms); lap("root");
+const p = keyFromPath(root, keyExtractPath("//Alice").path, "sr25519"); lap("derive");
+keyFromPath(root, keyExtractPath("//Bob").path, "sr25519"); lap("derive2");
+encodeAddress(p.publicKey, 42); lap("ss58");
+const { bls12_381 } = await import("@noble/curves/bls12-381.js"); lap("import noble");
+const { beaconKeygen, signRound } = await import("../../core/timelock/index.ts"); lap("import tl");
+const k = beaconKeygen(); lap("keygen");
+signRound(k.secretKey, 5n); lap("sign");
+signRound(k.secretKey, 6n); lap("sign2");

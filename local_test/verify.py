@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Runs a train.py through exactly the validator's evaluation path and prints what the validator would see.
+
+    python3 local_test/verify.py PATH/train.py [--profile tiny|benchmark] [--runs N] [--json]
+
+Each run builds an evaluation request from hparams/hparams.json the way the validator does (fresh random
+seed and task id per run) and hands it to environments/templar/env.py, the validator's harness, in its own
+process. Exit status: 0 when every run verified, 1 when any was rejected, 2 on a usage error."""
+import argparse
+import hashlib
+import json
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_PY = ROOT / "environments" / "templar" / "env.py"
+HPARAMS = ROOT / "hparams" / "hparams.json"
+
+
+def benchmark_settings(hp: dict, profile: str) -> dict:
+    """Mirror of core/hparams.ts benchmarkSettings: `benchmark` from the top-level keys, others from profiles."""
+    if profile == "benchmark":
+        return {"profile": profile, "model_config": hp["benchmark_model_config"],
+                "batch_size": hp["benchmark_batch_size"], "sequence_length": hp["benchmark_sequence_length"],
+                "eval_steps": hp["eval_steps"], "warmup_steps": hp["warmup_steps"],
+                "data_path": hp["benchmark_data_path"], "timeout_seconds": hp["eval_timeout"]}
+    return {"profile": profile, **hp["profiles"][profile]}
+
+
+def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0,
+                  submission_id: str = "local", **benchmark_overrides) -> dict:
+    return {
+        "schema_version": 1,
+        "task_id": secrets.token_hex(16),
+        "submission_id": submission_id,
+        "run_index": run_index,
+        "seed": secrets.token_hex(32),
+        "code": code,
+        "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        "benchmark": {**benchmark_settings(hp, profile), **benchmark_overrides},
+        "optimizer": hp["optimizer"],
+        "verification": hp["verification"],
+    }
+
+
+def run_env(request: dict, workdir: Path, stderr=None) -> dict:
+    """One evaluation in a fresh harness process; returns its result document."""
+    req_path, res_path = workdir / f"request-{request['task_id']}.json", workdir / f"result-{request['task_id']}.json"
+    req_path.write_text(json.dumps(request))
+    proc = subprocess.run([sys.executable, str(ENV_PY), "--request", str(req_path), "--result", str(res_path)],
+                          stdout=subprocess.DEVNULL, stderr=stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"env.py exited with status {proc.returncode} without a result")
+    return json.loads(res_path.read_text())
+
+
+def report(doc: dict) -> str:
+    lines = [f"run {doc['run_index']}: {'VERIFIED' if doc['success'] else 'REJECTED'}"
+             f"  tps {doc['tps']:,.1f}  window {doc['wall_time_seconds']:.3f}s  total {doc['total_time_seconds']:.1f}s"
+             + (f"  mfu {doc['mfu']:.1%}" if doc["mfu"] is not None else "")]
+    if doc["error"]:
+        lines.append(f"  error {doc['error']['code']}: {doc['error']['message']}")
+    for c in doc["checks"]:
+        value = "-" if c["value"] is None else f"{c['value']:.6g}"
+        lines.append(f"  [{'ok' if c['passed'] else 'FAIL'}] {c['name']:<24} {value:>12}  {c['bound'] or ''}"
+                     + (f"  ({c['detail']})" if c.get("detail") and not c["passed"] else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="verify a train.py the way validators do")
+    parser.add_argument("train_py", type=Path)
+    parser.add_argument("--profile", choices=["tiny", "benchmark"], default="tiny")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print only the result document(s)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    if args.runs < 1:
+        print("verify.py: --runs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        code = args.train_py.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"verify.py: cannot read {args.train_py}: {e}", file=sys.stderr)
+        return 2
+    if not code.strip():
+        print(f"verify.py: {args.train_py} is empty", file=sys.stderr)
+        return 2
+    hp = json.loads(HPARAMS.read_text())
+    docs = []
+    with tempfile.TemporaryDirectory(prefix="crusades-verify-") as tmp:
+        for i in range(args.runs):
+            doc = run_env(build_request(code, hp, args.profile, i), Path(tmp))
+            docs.append(doc)
+            if not args.json:
+                print(report(doc), flush=True)
+    verified = all(d["success"] for d in docs)
+    if args.json:
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        ok = [d["tps"] for d in docs if d["success"]]
+        median = f"{statistics.median(ok):,.1f}" if ok else "-"
+        print(f"\n{len(ok)}/{len(docs)} runs verified; median tps {median}; "
+              f"{'VERIFIED' if verified else 'REJECTED'}")
+    return 0 if verified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
