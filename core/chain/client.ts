@@ -4,7 +4,7 @@
 import type { QueryableStorageEntry, SubmittableExtrinsicFunction } from "@polkadot/api/types";
 import type { KeyringPair } from "@polkadot/keyring/types";
 import type { Option, Vec, u16, u32, u64, bool, Bytes } from "@polkadot/types";
-import type { ITuple } from "@polkadot/types/types";
+import type { ITuple, Registry } from "@polkadot/types/types";
 import { compactFromU8a, compactToU8a, u8aConcat, u8aToHex } from "@polkadot/util";
 import { encodeAddress } from "@polkadot/util-crypto";
 import { createLogger, type Logger } from "../log.ts";
@@ -82,6 +82,14 @@ export function decodeRevealedText(bytes: Uint8Array): string {
     // fall through to the whole buffer
   }
   return new TextDecoder().decode(bytes);
+}
+
+/**
+ * The plaintext of a timelocked weights commit: SCALE `WeightsTlockPayload { hotkey: Vec<u8>, uids:
+ * Vec<u16>, values: Vec<u16>, version_key: u64 }`; the chain checks `hotkey` against the committer.
+ */
+export function weightsCommitPayload(registry: Registry, hotkey: Uint8Array, uids: number[], values: number[], versionKey: number): Uint8Array {
+  return registry.createType("(Bytes, Vec<u16>, Vec<u16>, u64)", [u8aToHex(hotkey), uids, values, versionKey]).toU8a();
 }
 
 export async function connectChain(opts: ChainOptions) {
@@ -228,7 +236,8 @@ export async function connectChain(opts: ChainOptions) {
         );
       }
       const tx = call("commitments", "setCommitment")(netuid, {
-        fields: [{ TimelockEncrypted: { encrypted, reveal_round: revealRound } }],
+        // Hex, not a Uint8Array: polkadot-js reads a Uint8Array for Bytes as already length-prefixed.
+        fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypted), reveal_round: revealRound } }],
       });
       const inc = await submitTracked(conn, tx, signer, { log, label: "set_commitment", timeoutMs: opts.timeoutMs });
       assertSucceeded(api, inc, "set_commitment");
@@ -275,12 +284,11 @@ export async function connectChain(opts: ChainOptions) {
       let revealRound: bigint | undefined;
       if (commitReveal) {
         revealRound = await weightsRevealRound(netuid, opts.blockTime ?? DEFAULT_BLOCK_TIME);
-        const payload = api
-          .createType("(Vec<u8>, Vec<u16>, Vec<u16>, u64)", [signer.publicKey, norm.uids, norm.weights, versionKey])
-          .toU8a();
+        const payload = weightsCommitPayload(api.registry, signer.publicKey, norm.uids, norm.weights, versionKey);
         const beacon = await client.drandBeaconConfig();
         const version = ((await storage("subtensorModule", "commitRevealWeightsVersion")()) as u16).toNumber();
-        tx = call("subtensorModule", "commitTimelockedWeights")(netuid, encrypt(payload, revealRound, beacon.publicKey), revealRound, version);
+        const commit = u8aToHex(encrypt(payload, revealRound, beacon.publicKey));
+        tx = call("subtensorModule", "commitTimelockedWeights")(netuid, commit, revealRound, version);
       } else {
         tx = call("subtensorModule", "setWeights")(netuid, norm.uids, norm.weights, versionKey);
       }

@@ -16,6 +16,8 @@ export interface ConnectionOptions {
 
 export interface Connection {
   api: ApiPromise;
+  /** The raw JSON-RPC transport, for calls whose errors we report ourselves (rpc-core logs its own). */
+  provider: WsProvider;
   url: string;
   isConnected(): boolean;
   /** Resolves when the socket is up and the API is usable; rejects after `timeoutMs`. */
@@ -40,7 +42,8 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   let reconnectCount = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const dropListeners = new Set<() => void>();
-  const waiters = new Set<() => void>();
+  // Callers waiting for the socket: `check` resolves them once usable, `fail` rejects them on close.
+  const waiters = new Set<{ check: () => void; fail: (e: Error) => void }>();
 
   const dial = () => provider.connect().catch(() => schedule());
   function schedule() {
@@ -84,7 +87,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
       .getHeader()
       .then(() => {
         usable = true;
-        for (const w of waiters) w();
+        for (const w of waiters) w.check();
       })
       .catch(() => {});
   });
@@ -107,22 +110,31 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
 
   return {
     api,
+    provider,
     url,
     isConnected: () => provider.isConnected && usable,
     whenConnected(waitMs = timeoutMs) {
+      if (closed) return Promise.reject(new ChainError(`the connection to ${url} is closed`, "disconnected"));
       if (provider.isConnected && usable) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const done = () => {
-          if (!(provider.isConnected && usable)) return;
-          clearTimeout(t);
-          waiters.delete(done);
-          resolve();
+        const waiter = {
+          check: () => {
+            if (!(provider.isConnected && usable)) return;
+            clearTimeout(t);
+            waiters.delete(waiter);
+            resolve();
+          },
+          fail: (e: Error) => {
+            clearTimeout(t);
+            waiters.delete(waiter);
+            reject(e);
+          },
         };
-        const t = setTimeout(() => {
-          waiters.delete(done);
-          reject(new ChainError(`the connection to ${url} did not come back within ${Math.round(waitMs / 1000)} s`, "disconnected"));
-        }, waitMs);
-        waiters.add(done);
+        const t = setTimeout(
+          () => waiter.fail(new ChainError(`the connection to ${url} did not come back within ${Math.round(waitMs / 1000)} s`, "disconnected")),
+          waitMs,
+        );
+        waiters.add(waiter);
       });
     },
     onDisconnect(fn) {
@@ -133,7 +145,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     async close() {
       closed = true;
       clearTimeout(timer);
-      for (const w of waiters) w();
+      for (const w of waiters) w.fail(new ChainError(`the connection to ${url} was closed`, "disconnected"));
       await api.disconnect().catch(() => {});
     },
   };

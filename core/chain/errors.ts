@@ -2,6 +2,7 @@
 // indices shift between runtimes), and transaction-pool rejections by their RPC code and reason.
 import type { Registry } from "@polkadot/types/types";
 import type { DispatchError } from "@polkadot/types/interfaces";
+import { stringPascalCase } from "@polkadot/util";
 import { UserError } from "../errors.ts";
 
 export type ChainErrorCode =
@@ -36,7 +37,8 @@ export function describeDispatchError(registry: Registry, err: DispatchError): {
   if (err.isModule) {
     try {
       const meta = registry.findMetaError(err.asModule);
-      const name = `${meta.section}.${meta.name}`;
+      // findMetaError gives the camelCase section; errors read better with the pallet's own name.
+      const name = `${stringPascalCase(meta.section)}.${meta.name}`;
       const docs = meta.docs.join(" ").replace(/\s+/g, " ").trim();
       return { name, message: docs ? `${name}: ${docs}` : name };
     } catch {

@@ -5,7 +5,7 @@
 // it is in none of them, and keep looking until it lands or its era runs out.
 import type { SubmittableExtrinsic } from "@polkadot/api/types";
 import type { KeyringPair } from "@polkadot/keyring/types";
-import type { EventRecord, Hash } from "@polkadot/types/interfaces";
+import type { EventRecord, ExtrinsicStatus, Hash } from "@polkadot/types/interfaces";
 import type { Logger } from "../log.ts";
 import type { Connection } from "./connection.ts";
 import { ChainError, describeDispatchError, describeSubmitError } from "./errors.ts";
@@ -105,14 +105,16 @@ export async function submitSigned(conn: Connection, tx: SubmittableExtrinsic<"p
 function watchLive(conn: Connection, signedHex: string, hash: string, label: string, log: Logger, deadline: number): Promise<Inclusion> {
   const api = conn.api;
   return new Promise<Inclusion>((resolve, reject) => {
-    let unsub: (() => void) | undefined;
+    let subscription: string | number | undefined;
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       offDrop();
-      unsub?.();
+      if (subscription !== undefined && conn.isConnected()) {
+        conn.provider.unsubscribe("author_extrinsicUpdate", "author_unwatchExtrinsic", subscription).catch(() => {});
+      }
       fn();
     };
     const offDrop = conn.onDisconnect(() => finish(() => reject(new Dropped())));
@@ -120,29 +122,36 @@ function watchLive(conn: Connection, signedHex: string, hash: string, label: str
       () => finish(() => reject(new ChainError(`${label} ${hash} was not included before the deadline`, "timeout"))),
       Math.max(0, deadline - Date.now()),
     );
-    api.rpc.author
-      .submitAndWatchExtrinsic(api.createType("Extrinsic", signedHex), async (status) => {
-        if (status.isReady || status.isBroadcast) {
-          log.info(`${label}: waiting for inclusion`, { status: status.type });
-        } else if (status.isInBlock || status.isFinalized) {
-          const blockHash = (status.isInBlock ? status.asInBlock : status.asFinalized).toHex();
-          try {
-            const { block } = await api.rpc.chain.getBlock(blockHash);
-            const index = block.extrinsics.findIndex((x) => x.hash.toHex() === hash);
-            const events = index >= 0 ? await eventsOf(api, blockHash, index) : [];
-            const number = block.header.number.toNumber();
-            finish(() => resolve({ hash, block: number, blockHash, events, recovered: false }));
-          } catch (e) {
-            if (!conn.isConnected()) finish(() => reject(new Dropped()));
-            else finish(() => reject(e));
-          }
-        } else if (status.isInvalid || status.isDropped || status.isUsurped || status.isFinalityTimeout) {
-          finish(() => reject(new ChainError(`${label} ${hash} was ${status.type.toLowerCase()} by the node's pool`, "not_included")));
+    const onStatus = async (raw: unknown) => {
+      const status = api.createType<ExtrinsicStatus>("ExtrinsicStatus", raw);
+      if (status.isReady || status.isBroadcast || status.isFuture) {
+        log.info(`${label}: waiting for inclusion`, { status: status.type });
+      } else if (status.isInBlock || status.isFinalized) {
+        const blockHash = (status.isInBlock ? status.asInBlock : status.asFinalized).toHex();
+        try {
+          const { block } = await api.rpc.chain.getBlock(blockHash);
+          const index = block.extrinsics.findIndex((x) => x.hash.toHex() === hash);
+          const events = index >= 0 ? await eventsOf(api, blockHash, index) : [];
+          const number = block.header.number.toNumber();
+          finish(() => resolve({ hash, block: number, blockHash, events, recovered: false }));
+        } catch (e) {
+          if (!conn.isConnected()) finish(() => reject(new Dropped()));
+          else finish(() => reject(e));
         }
+      } else if (status.isInvalid || status.isDropped || status.isUsurped || status.isFinalityTimeout) {
+        finish(() => reject(new ChainError(`${label} ${hash} was ${status.type.toLowerCase()} by the node's pool`, "not_included")));
+      }
+    };
+    // Straight to the provider rather than api.rpc: rpc-core prints every refusal to the console, and
+    // a refusal here is an expected outcome that we turn into a sentence ourselves.
+    conn.provider
+      .subscribe("author_extrinsicUpdate", "author_submitAndWatchExtrinsic", [signedHex], (error: Error | null, raw: unknown) => {
+        if (error) finish(() => reject(conn.isConnected() ? describeSubmitError(error) : new Dropped()));
+        else void onStatus(raw);
       })
-      .then((u) => {
-        unsub = u;
-        if (settled) u();
+      .then((id) => {
+        subscription = id;
+        if (settled && conn.isConnected()) conn.provider.unsubscribe("author_extrinsicUpdate", "author_unwatchExtrinsic", id).catch(() => {});
       })
       .catch((e) => {
         if (!conn.isConnected()) finish(() => reject(new Dropped()));
@@ -187,7 +196,7 @@ async function recover(
       }
       if (!resent) {
         try {
-          await api.rpc.author.submitExtrinsic(api.createType("Extrinsic", signedHex));
+          await conn.provider.send("author_submitExtrinsic", [signedHex]);
           log.info(`${label}: not in any block yet; re-sent the same signed bytes`);
         } catch (e) {
           const err = describeSubmitError(e);
