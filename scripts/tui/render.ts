@@ -235,9 +235,9 @@ function leaderboardPanel(m: Model, width: number, height: number, now: number):
 
 const RECENT_COLUMNS: Column[] = [
   { title: "UID", width: 3, align: "right", drop: 3 },
-  { title: "Hotkey", min: 9, flex: 1, drop: 4, middle: true },
+  { title: "Hotkey", min: 9, flex: 2, drop: 4, middle: true },
   { title: "Status", width: 10 },
-  { title: "TPS/result", width: 10, align: "right" },
+  { title: "TPS/result", min: 10, flex: 1, align: "right" },
   { title: "Age", width: 8, align: "right", drop: 1 },
 ];
 
