@@ -11,6 +11,7 @@ import { loadHParams, repoRoot } from "../../core/hparams.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { harnessArgs, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
+import { killTree } from "./process-tree.ts";
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
@@ -60,9 +61,8 @@ export const processExecutor = defineExecutor("process", ProcessExecutorOptions,
 }));
 
 /**
- * Runs a command as the leader of its own process group and resolves once every process in the group
- * is gone: on a normal exit, a timeout or an abort the whole group is killed, so nothing the run
- * started outlives it (short of a deliberate setsid, which this executor does not defend against).
+ * Runs a command in its own process group and resolves once its output is closed: on a normal exit, a
+ * timeout or an abort everything the run started is killed (see process-tree.ts), so nothing outlives it.
  */
 function runGroup(
   cmd: string,
@@ -75,16 +75,9 @@ function runGroup(
   return new Promise((resolve) => {
     let end: RunEnd | undefined;
     const child = spawn(cmd, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    const killGroup = () => {
-      try {
-        if (child.pid) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // ESRCH: the group is already gone.
-      }
-    };
     const finish = (e: RunEnd) => {
       end ??= e;
-      killGroup();
+      if (child.pid) killTree(child.pid);
     };
     const timer = setTimeout(() => finish({ kind: "timeout", limitMs }), limitMs);
     const onAbort = () => finish({ kind: "cancelled" });
@@ -92,7 +85,7 @@ function runGroup(
     child.stdout.on("data", (c: Uint8Array) => onOutput("stdout", c));
     child.stderr.on("data", (c: Uint8Array) => onOutput("stderr", c));
     child.on("error", (e) => finish({ kind: "failed", message: `cannot start ${cmd}: ${e.message}` }));
-    // Strays that inherited the pipes would hold "close" back forever; killing the group on exit ends them.
+    // Strays that inherited the pipes would hold "close" back forever; killing the tree on exit ends them.
     child.on("exit", (code, sig) => finish({ kind: "exited", code, signal: sig }));
     child.on("close", () => {
       clearTimeout(timer);

@@ -5,20 +5,19 @@
 // twice), and a rate-limited send is retried by the core's outbox, not here.
 import { z } from "zod";
 import { normalizeU16 } from "../../core/scoring.ts";
-import { defineSink, type Sink, type SinkEvent, type SinkContext, type WeightsEvent } from "../../core/plugin.ts";
+import { defineSink, type Factory, type Sink, type SinkEvent, type SinkContext, type WeightsEvent } from "../../core/plugin.ts";
 import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-binding.ts";
 
 export const ChainWeightsOptions = z
   .object({
-    /** Overrides hparams `weights_version_key`. */
-    versionKey: z.number().int().nonnegative().optional(),
-    /**
-     * A decision still undelivered this many blocks after it was made is skipped: a newer one follows it
-     * in the outbox. Defaults to hparams `set_weights_interval_blocks`.
-     */
-    staleAfterBlocks: z.number().int().positive().optional(),
-    /** Per extrinsic: submission to inclusion. */
-    timeoutMs: z.number().int().positive().default(120_000),
+    versionKey: z.number().int().nonnegative().optional().describe("Overrides hparams `weights_version_key`."),
+    staleAfterBlocks: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("A decision still undelivered this many blocks after it was made is skipped (a newer one follows); defaults to hparams `set_weights_interval_blocks`."),
+    timeoutMs: z.number().int().positive().default(120_000).describe("Per extrinsic, from submission to inclusion."),
   })
   .strict();
 
@@ -75,6 +74,5 @@ const factory = defineSink("chain-weights", ChainWeightsOptions, (opts) => {
   return plugin;
 });
 
-export function chainWeights(options?: z.input<typeof ChainWeightsOptions>): Sink & ChainBound {
-  return factory(options) as Sink & ChainBound;
-}
+/** Like every factory, with the `bindChain` the validator calls at start. */
+export const chainWeights = factory as Factory<Sink & ChainBound, typeof ChainWeightsOptions>;

@@ -15,15 +15,11 @@ export const TIMESTAMP_HEADER = "x-crusades-timestamp";
 
 export const RestSinkOptions = z
   .object({
-    urls: z.array(z.string().url().regex(/^https?:\/\//, "an http(s) URL")).min(1, "at least one URL"),
-    /** The shared secret. Prefer `secretEnv` so the secret stays out of the config file. */
-    secret: z.string().min(16, "at least 16 characters").optional(),
-    /** Name of the environment variable holding the secret. */
-    secretEnv: z.string().min(1).optional(),
-    /** Per request, connect to last byte. */
-    timeoutMs: z.number().int().positive().default(10_000),
-    /** Event kinds to send; others are skipped (and count as delivered). */
-    kinds: z.array(z.enum(["score", "weights"])).min(1).default(["score", "weights"]),
+    urls: z.array(z.string().url().regex(/^https?:\/\//, "an http(s) URL")).min(1, "at least one URL").describe("Receivers; each gets every event."),
+    secret: z.string().min(16, "at least 16 characters").optional().describe("HMAC-SHA256 signing secret; prefer `secretEnv` so it stays out of the config file."),
+    secretEnv: z.string().min(1).optional().describe("Name of the environment variable holding the signing secret."),
+    timeoutMs: z.number().int().positive().default(10_000).describe("Per request, connect to last byte."),
+    kinds: z.array(z.enum(["score", "weights"])).min(1).default(["score", "weights"]).describe("Event kinds to send; others are skipped."),
   })
   .strict()
   .refine((o) => (o.secret === undefined) !== (o.secretEnv === undefined), { message: "give exactly one of secret or secretEnv", path: ["secret"] });

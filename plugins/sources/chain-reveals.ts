@@ -11,14 +11,13 @@
 import { z } from "zod";
 import type { Submission } from "../../core/contracts.ts";
 import { parseCommitment } from "../../core/commitment.ts";
-import { defineSource, type Source, type SourceContext } from "../../core/plugin.ts";
+import { defineSource, type Factory, type Source, type SourceContext } from "../../core/plugin.ts";
 import { normalizeCodeUrl } from "../../core/urls.ts";
 import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-binding.ts";
 
 export const ChainRevealsOptions = z
   .object({
-    /** Overrides hparams `min_blocks_between_commits`. */
-    minBlocksBetweenCommits: z.number().int().nonnegative().optional(),
+    minBlocksBetweenCommits: z.number().int().nonnegative().optional().describe("Overrides hparams `min_blocks_between_commits` (one accepted submission per hotkey per this many blocks)."),
   })
   .strict();
 
@@ -114,6 +113,5 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
   return plugin;
 });
 
-export function chainReveals(options?: z.input<typeof ChainRevealsOptions>): Source & ChainBound {
-  return factory(options) as Source & ChainBound;
-}
+/** Like every factory, with the `bindChain` the validator calls at start. */
+export const chainReveals = factory as Factory<Source & ChainBound, typeof ChainRevealsOptions>;

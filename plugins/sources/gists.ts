@@ -20,26 +20,16 @@ import { defineSource, type SourceContext } from "../../core/plugin.ts";
 
 export const GistsSourceOptions = z
   .object({
-    /** Gists to watch, by id. */
-    gists: z.array(z.string().regex(/^[0-9a-f]{20,32}$|^\d+$/i, "a gist id")).default([]),
-    /** GitHub users whose public gists are all watched. */
-    users: z.array(z.string().regex(/^[a-z\d](?:[a-z\d-]{0,38})$/i, "a GitHub login")).default([]),
-    /** The file to evaluate in each gist; when absent, a gist with exactly one .py file uses that one. */
-    filename: z.string().min(1).default("train.py"),
-    /** GitHub login → hotkey. When given, gists of other owners are rejected. */
-    hotkeys: z.record(z.string(), z.string().min(1)).optional(),
-    /** A token raises the rate limit from 60 to 5000 requests an hour. Prefer `tokenEnv`. */
-    token: z.string().min(1).optional(),
-    /** Name of the environment variable holding the token. */
-    tokenEnv: z.string().min(1).optional(),
-    /** GitHub API root (tests point it at a local server). */
-    baseUrl: z.string().url().default("https://api.github.com"),
-    /** Where revision raw URLs point. */
-    rawBaseUrl: z.string().url().default("https://gist.githubusercontent.com"),
-    /** Largest file accepted; defaults to hparams `max_code_bytes`. */
-    maxBytes: z.number().int().positive().optional(),
-    /** Seconds to wait after a rate-limit answer that names no time (GitHub: "at least one minute"). */
-    defaultBackoffSeconds: z.number().positive().default(60),
+    gists: z.array(z.string().regex(/^[0-9a-f]{20,32}$|^\d+$/i, "a gist id")).default([]).describe("Gist ids to watch."),
+    users: z.array(z.string().regex(/^[a-z\d](?:[a-z\d-]{0,38})$/i, "a GitHub login")).default([]).describe("GitHub logins whose public gists are all watched."),
+    filename: z.string().min(1).default("train.py").describe("File evaluated in each gist; without it, a gist's only .py file."),
+    hotkeys: z.record(z.string(), z.string().min(1)).optional().describe("GitHub login → hotkey; when given, other owners are rejected. Without it the login is the hotkey."),
+    token: z.string().min(1).optional().describe("GitHub token (60 → 5000 requests an hour); prefer `tokenEnv`."),
+    tokenEnv: z.string().min(1).optional().describe("Name of the environment variable holding the GitHub token."),
+    baseUrl: z.string().url().default("https://api.github.com").describe("GitHub API root (tests point it at a local server)."),
+    rawBaseUrl: z.string().url().default("https://gist.githubusercontent.com").describe("Root of the revision raw URLs submissions are fetched from."),
+    maxBytes: z.number().int().positive().optional().describe("Largest file accepted; defaults to hparams `max_code_bytes`."),
+    defaultBackoffSeconds: z.number().positive().default(60).describe("Pause after a rate-limit answer that names no time (GitHub: at least a minute)."),
   })
   .strict()
   .refine((o) => o.gists.length + o.users.length > 0, { message: "give at least one gist id or user", path: ["gists"] });

@@ -1,0 +1,185 @@
+// Runs each evaluation in a fresh, locked-down container on the validator's own Docker engine
+// (the GPUs on this machine). The isolation policy itself lives in sandbox.ts.
+import Docker from "dockerode";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { z } from "zod";
+import type { EvaluationRequest } from "../../core/contracts.ts";
+import { loadHParams, repoRoot } from "../../core/hparams.ts";
+import type { Logger } from "../../core/log.ts";
+import { defineExecutor } from "../../core/plugin.ts";
+import { REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { logStream, type LogStream } from "./log-stream.ts";
+import { createOptions, LABEL_VALIDATOR, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+
+const hp = () => loadHParams().executor;
+
+export const DockerExecutorOptions = SandboxOptions.extend({
+  /** Build the image from environments/templar/Dockerfile when it is missing; false: it must exist. */
+  build: z
+    .union([
+      z.literal(false),
+      z.object({
+        context: z.string().min(1).default(repoRoot),
+        dockerfile: z.string().min(1).default("environments/templar/Dockerfile"),
+        /** Paths (relative to context) sent to the engine; the Dockerfile may COPY only these. */
+        include: z.array(z.string().min(1)).min(1).default(["environments/templar", "hparams"]),
+        /** The Dockerfile's BASE build-arg, e.g. crusades-base:bookworm for a CPU image. */
+        baseImage: z.string().min(1).optional(),
+      }),
+    ])
+    .prefault({}),
+  memory: z.string().regex(/^\d+[kmg]?$/i, "a size such as 64g").default(() => hp().memory),
+  shmSize: z.string().regex(/^\d+[kmg]?$/i, "a size such as 16g").default(() => hp().shm_size),
+  pidsLimit: z.number().int().positive().default(() => hp().pids_limit),
+  maxLogBytes: z.number().int().positive().default(() => hp().max_log_bytes),
+  marginSeconds: z.number().nonnegative().default(60),
+  timeoutSeconds: z.number().positive().optional(),
+  /** Docker engine socket; defaults to DOCKER_HOST or /var/run/docker.sock. */
+  socketPath: z.string().min(1).optional(),
+});
+export type DockerExecutorOptions = z.infer<typeof DockerExecutorOptions>;
+
+export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (opts) => {
+  const docker = new Docker(opts.socketPath ? { socketPath: opts.socketPath } : undefined);
+  let ready: Promise<void> | undefined;
+
+  // Once per executor: a retry after a failure (engine down, build error) starts over.
+  const prepare = (log: Logger) =>
+    (ready ??= (async () => {
+      await removeStale(docker, opts.validatorId, log);
+      await ensureImage(docker, opts, log);
+    })().catch((e) => {
+      ready = undefined;
+      throw e;
+    }));
+
+  return {
+    init: (log) => prepare(log),
+
+    async evaluate(request: EvaluationRequest, ctx) {
+      const log = ctx.log.child({ executor: "docker", submission: request.submission_id, run: request.run_index });
+      if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
+      try {
+        await prepare(log);
+      } catch (e) {
+        return resultOf(request, { kind: "failed", message: `docker executor not ready: ${(e as Error).message}` }, null, "");
+      }
+      const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
+      const output = logStream(log, opts.maxLogBytes);
+      try {
+        const inDir = join(dir, "in");
+        const outDir = join(dir, "out");
+        await mkdir(inDir);
+        await mkdir(outDir);
+        await writeFile(join(inDir, REQUEST_FILE), JSON.stringify(request));
+        await permit(inDir, outDir);
+        const spec = sandboxSpec(opts, request, { inDir, outDir });
+        const end = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
+        output.end();
+        const document = end.kind === "exited" ? await readFile(join(outDir, RESULT_FILE), "utf8").catch(() => null) : null;
+        const result = resultOf(request, end, document, output.tail());
+        log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+        return result;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
+});
+
+/** Container permissions for the run directory: see env.py's supervisor/worker split. */
+async function permit(inDir: string, outDir: string) {
+  await chmod(inDir, 0o755);
+  await chmod(join(inDir, REQUEST_FILE), 0o644);
+  await chmod(outDir, 0o777);
+}
+
+/** Creates, runs and always removes one container; the whole run is bounded by limitMs. */
+async function runContainer(
+  docker: Docker,
+  create: Docker.ContainerCreateOptions,
+  limitMs: number,
+  signal: AbortSignal,
+  output: LogStream,
+  log: Logger,
+): Promise<RunEnd> {
+  let container: Docker.Container | undefined;
+  let stopped: RunEnd | undefined;
+  const stop = (why: RunEnd) => {
+    stopped ??= why;
+    container?.kill().catch(() => {}); // already exited: nothing to kill
+  };
+  const timer = setTimeout(() => stop({ kind: "timeout", limitMs }), limitMs);
+  const onAbort = () => stop({ kind: "cancelled" });
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    container = await docker.createContainer(create);
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    const streamEnded = new Promise<void>((r) => {
+      stream.on("end", r);
+      stream.on("close", r);
+      stream.on("error", () => r());
+    });
+    const sink = (name: "stdout" | "stderr") =>
+      new Writable({
+        write(chunk, _enc, done) {
+          output.write(name, chunk);
+          done();
+        },
+      });
+    docker.modem.demuxStream(stream, sink("stdout"), sink("stderr"));
+    if (stopped) return stopped;
+    await container.start();
+    if (stopped) await container.kill().catch(() => {});
+    const { StatusCode } = await container.wait();
+    // Output still in flight after exit; a container that is gone cannot keep it open for long.
+    await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]);
+    return stopped ?? { kind: "exited", code: StatusCode };
+  } catch (e) {
+    return stopped ?? { kind: "failed", message: `docker: ${(e as Error).message}` };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+    if (container) {
+      await container.remove({ force: true, v: true }).catch((e: Error) => {
+        if (!/no such container|is already in progress/i.test(e.message)) log.warn(`could not remove container ${create.name}: ${e.message}`);
+      });
+    }
+  }
+}
+
+/** Removes containers a previous (crashed) run of this validator left behind. */
+async function removeStale(docker: Docker, validatorId: string, log: Logger) {
+  const stale = await docker.listContainers({ all: true, filters: { label: [`${LABEL_VALIDATOR}=${validatorId}`] } });
+  for (const c of stale) {
+    log.warn(`removing stale evaluation container ${c.Names[0] ?? c.Id} left by an earlier run`);
+    await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
+  }
+}
+
+async function ensureImage(docker: Docker, opts: DockerExecutorOptions, log: Logger) {
+  const present = await docker.getImage(opts.image).inspect().then(() => true, (e: { statusCode?: number }) => {
+    if (e.statusCode === 404) return false;
+    throw e;
+  });
+  if (present) return;
+  if (opts.build === false) throw new Error(`image ${opts.image} not found and building is disabled; build it from environments/templar/Dockerfile first`);
+  const b = opts.build;
+  log.info(`building ${opts.image} from ${b.dockerfile}${b.baseImage ? ` on ${b.baseImage}` : ""}`);
+  const stream = await docker.buildImage(
+    { context: b.context, src: [b.dockerfile, ...b.include] },
+    { t: opts.image, dockerfile: b.dockerfile, buildargs: b.baseImage ? { BASE: b.baseImage } : {}, rm: true, forcerm: true },
+  );
+  const events = await new Promise<{ error?: string; stream?: string }[]>((resolve, reject) =>
+    docker.modem.followProgress(stream, (err: Error | null, out: { error?: string }[]) => (err ? reject(err) : resolve(out)), (ev: { stream?: string }) => {
+      const line = ev.stream?.trimEnd();
+      if (line) log.debug(line);
+    }),
+  );
+  const failed = events.find((e) => e.error);
+  if (failed) throw new Error(`building ${opts.image} failed: ${failed.error}`);
+  log.info(`built ${opts.image}`);
+}
