@@ -29,14 +29,24 @@ export function tinyRequest(code: string, overrides: Partial<EvaluationRequest["
 /** A unique token to find a run's stray processes by (`pgrep -f`). */
 export const marker = () => `crusades-stray-${randomBytes(6).toString("hex")}`;
 
-/** Never returns, and leaves a grandchild behind that must die with the run. */
+/** Starts a detached grandchild (tagged, for pgrep) on import, then never returns from training. */
 export const hangingCode = (tag: string) => `
-import subprocess, time
+import os, subprocess, time
+subprocess.Popen(["sh", "-c", "sleep 600; echo ${tag}"], start_new_session=True)
 def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    subprocess.Popen(["sh", "-c", "sleep 600; echo ${tag}"])
     while True:
         time.sleep(0.1)
 `;
+
+/** Resolves once a process matching the pattern runs (the submission got as far as starting it). */
+export async function waitForProcess(pattern: string, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if ((await pgrep(pattern)).length) return true;
+    await Bun.sleep(250);
+  }
+  return false;
+}
 
 /** The template, plus a forged result document printed to stdout and dropped in every writable spot it can guess. */
 export const forgingCode = (template: string) => `${template}
