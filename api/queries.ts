@@ -53,7 +53,10 @@ const codeAvailable = (row: Pick<SubmissionRow, "state" | "code_sha256">) =>
 
 type SummaryRow = SubmissionRow & { runs_done: number };
 
-const SUMMARY_COLUMNS = `s.*, (SELECT COUNT(*) FROM runs r WHERE r.submission_id = s.id AND r.state = 'done') AS runs_done`;
+// Filtering runs by submission alone keeps SQLite on the primary key; adding `state = ?` to the WHERE
+// lets it pick the runs_state index and scan every finished run once per submission.
+const runsWith = (state: string) => `COALESCE((SELECT SUM(r.state = '${state}') FROM runs r WHERE r.submission_id = s.id), 0)`;
+const SUMMARY_COLUMNS = `s.*, ${runsWith("done")} AS runs_done`;
 
 function summary(row: SummaryRow): SubmissionSummary {
   return {
@@ -152,17 +155,13 @@ export class ApiQueries {
   overview(): Overview {
     const now = this.now();
     const since = now - DAY;
-    const c = this.db
-      .prepare(
-        `SELECT COUNT(*) AS total,
-                COALESCE(SUM(created_at > ?), 0) AS day,
-                COUNT(DISTINCT hotkey) AS miners,
-                COUNT(DISTINCT CASE WHEN created_at > ? THEN hotkey END) AS miners_day,
-                COALESCE(SUM(score IS NOT NULL AND error_code IS NULL), 0) AS scored,
-                COALESCE(SUM(error_code IS NOT NULL OR state = 'failed'), 0) AS failed
-         FROM submissions`,
-      )
-      .get<{ total: number; day: number; miners: number; miners_day: number; scored: number; failed: number }>(since, since)!;
+    // Each of these rides an index (created_at range, covering hotkey and state indexes) rather than
+    // scanning the table, which matters at tens of thousands of submissions.
+    const day = this.db
+      .prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT hotkey) AS miners FROM submissions WHERE created_at > ?")
+      .get<{ n: number; miners: number }>(since)!;
+    const miners = this.db.prepare("SELECT COUNT(DISTINCT hotkey) AS n FROM submissions").get<{ n: number }>()!.n;
+    const states = this.stateCounts();
     const { rows } = this.ranked();
     const leader = rows[0] ?? null;
     // The leader as it stood a day ago: the same threshold walk over what had been scored by then.
@@ -174,12 +173,12 @@ export class ApiQueries {
       ? this.db.prepare("SELECT MAX(at) AS at FROM leader_history WHERE submission_id = ?").get<{ at: number | null }>(leader.id)?.at ?? null
       : null;
     return {
-      total_submissions: c.total,
-      submissions_24h: c.day,
-      active_miners_24h: c.miners_day,
-      total_miners: c.miners,
-      scored_total: c.scored,
-      failed_total: c.failed,
+      total_submissions: states.total,
+      submissions_24h: day.n,
+      active_miners_24h: day.miners,
+      total_miners: miners,
+      scored_total: rows.length,
+      failed_total: states.settled - rows.length,
       top_tps: leader?.score ?? null,
       leader: leader && { submission_id: leader.id, hotkey: leader.hotkey, uid: leader.uid, tps: leader.score, since: isoOrNull(took) },
       leader_24h_ago_tps: before?.score ?? null,
@@ -187,6 +186,20 @@ export class ApiQueries {
       leader_threshold: this.threshold,
       generated_at: iso(now),
     };
+  }
+
+  /**
+   * Submissions per stored state (a covering index). Settled = scored + failed + published; since a
+   * settled submission either scored (it is a contender) or failed, failed = settled − contenders.
+   */
+  private stateCounts() {
+    const by: Record<string, number> = {};
+    let total = 0;
+    for (const r of this.db.prepare("SELECT state, COUNT(*) AS n FROM submissions GROUP BY state").all<{ state: string; n: number }>()) {
+      by[r.state] = r.n;
+      total += r.n;
+    }
+    return { by, total, settled: (by.scored ?? 0) + (by.failed ?? 0) + (by.published ?? 0) };
   }
 
   private queueCounts() {
@@ -216,14 +229,10 @@ export class ApiQueries {
     const updatedAt = toMs(st?.updatedAt) ?? row?.updated_at ?? null;
     const running = state.success && state.data !== "stopped" && state.data !== "unknown";
     const runs = this.db
-      .prepare("SELECT COUNT(*) AS n, COALESCE(SUM(success = 0), 0) AS failed FROM runs WHERE state = 'done' AND finished_at > ?")
+      .prepare("SELECT COUNT(*) AS n, COALESCE(SUM(success = 0), 0) AS failed FROM runs WHERE finished_at > ?")
       .get<{ n: number; failed: number }>(now - HOUR)!;
-    const settled = this.db
-      .prepare(
-        `SELECT COALESCE(SUM(score IS NOT NULL AND error_code IS NULL), 0) AS ok, COUNT(*) AS n
-         FROM submissions WHERE state IN ('scored','failed','published')`,
-      )
-      .get<{ ok: number; n: number }>()!;
+    const settled = this.stateCounts().settled;
+    const scored = this.ranked().rows.length;
     return {
       state: st && state.success ? state.data : "unknown",
       reported: st !== null,
@@ -240,7 +249,7 @@ export class ApiQueries {
       runs_last_hour: runs.n,
       failed_runs_last_hour: runs.failed,
       queue: this.queueCounts(),
-      success_rate: settled.n > 0 ? settled.ok / settled.n : null,
+      success_rate: settled > 0 ? scored / settled : null,
       generated_at: iso(now),
     };
   }
@@ -260,7 +269,10 @@ export class ApiQueries {
     const w = where.length ? `WHERE ${where.join(" AND ")}` : "";
     const total = this.db.prepare(`SELECT COUNT(*) AS n FROM submissions s ${w}`).get<{ n: number }>(...params)!.n;
     const items = this.db
-      .prepare(`SELECT ${SUMMARY_COLUMNS} FROM submissions s ${w} ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?`)
+      .prepare(
+        `SELECT ${SUMMARY_COLUMNS} FROM (SELECT * FROM submissions s ${w} ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?) s
+         ORDER BY s.created_at DESC, s.id DESC`,
+      )
       .all<SummaryRow>(...params, q.limit, q.offset)
       .map(summary);
     return { items, total, limit: q.limit, offset: q.offset };
@@ -366,8 +378,7 @@ export class ApiQueries {
     const items = this.db
       .prepare(
         `SELECT s.id, s.hotkey, s.uid, s.state, s.runs_planned, s.created_at,
-                (SELECT COUNT(*) FROM runs r WHERE r.submission_id = s.id AND r.state = 'done') AS runs_done,
-                (SELECT COUNT(*) FROM runs r WHERE r.submission_id = s.id AND r.state = 'running') AS runs_running
+                ${runsWith("done")} AS runs_done, ${runsWith("running")} AS runs_running
          FROM submissions s WHERE s.state IN ('received','fetched','evaluating') ORDER BY s.created_at, s.id LIMIT ? OFFSET ?`,
       )
       .all<{ id: string; hotkey: string; uid: number | null; state: "received" | "fetched" | "evaluating"; runs_planned: number | null; created_at: number; runs_done: number; runs_running: number }>(q.limit, q.offset)
