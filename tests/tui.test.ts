@@ -45,10 +45,11 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
  * dashboard exited and the terminal's line settings afterwards; with `keep`, that shell then waits for
  * Enter, so the restored terminal (cursor, screen) can be inspected while the pane is still alive.
  */
-function start(args: string[], size: [number, number], keep = true) {
+function start(args: string[], size: [number, number], keep = true, runtime: "bun" | "deno" = "bun") {
   const socket = `crusades-tui-${process.pid}-${sockets.length}-${Date.now()}`;
   sockets.push(socket);
-  const tui = [process.execPath, join(root, "scripts/tui.ts"), ...args].map(quote).join(" ");
+  const exe = runtime === "bun" ? [process.execPath] : [join(root, "node_modules/.bin/deno"), "run", "-A"];
+  const tui = [...exe, join(root, "scripts/tui.ts"), ...args].map(quote).join(" ");
   const script = `cd ${quote(root)} && env -u CRUSADES_API_KEY ${tui} 2>${quote(join(dir, socket + ".err"))}; echo "tui exited $?"; stty -a | tr ' ;' '\\n\\n' | grep -x -e '-\\{0,1\\}icanon' -e '-\\{0,1\\}echo' | tr '\\n' ' '; echo${keep ? "; read _" : ""}`;
   const cmd = ["new-session", "-d", "-s", "tui", "-x", String(size[0]), "-y", String(size[1]), "sh", "-c", script];
   const r = tmux(socket, ...cmd);
@@ -211,5 +212,24 @@ describe("tui in tmux", () => {
       expect(t.info("#{alternate_on} #{cursor_flag}")).toBe("0 1");
     },
     60_000,
+  );
+
+  test(
+    "runs under Deno 2 too (node:tty raw mode, resize, restore)",
+    async () => {
+      const url = await serve();
+      const t = start(["--url", url], [100, 30], true, "deno");
+      await t.until((s) => s.includes("1,495.0") && s.includes("Leaderboard"), "the dashboard under Deno", 30_000);
+      t.keys("Enter");
+      await t.until((s) => s.includes(`Submission ${sc.ids.leader}`) && s.includes("def inner_steps"), "the leader's detail");
+      tmux(t.socket, "resize-window", "-t", "tui", "-x", "90", "-y", "28");
+      await t.until((s) => s.split("\n").some((l) => l.startsWith("╭─ Submission") && [...l].length === 90), "a 90-column frame");
+      t.keys("q");
+      const s = await t.until((s) => s.includes("tui exited"), "exit");
+      expect(s).toContain("tui exited 0");
+      expect(s).toMatch(/(^|\s)icanon(\s|$)/m);
+      expect(t.info("#{alternate_on} #{cursor_flag}")).toBe("0 1");
+    },
+    90_000,
   );
 });
