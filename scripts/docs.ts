@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { ConfigSchema } from "../core/config.ts";
-import { HParams, loadHParams } from "../core/hparams.ts";
+import { HParams, loadHParams, repoRoot } from "../core/hparams.ts";
 import { registry } from "../plugins/index.ts";
 
 export const readmePath = fileURLToPath(new URL("../README.md", import.meta.url));
@@ -12,7 +12,8 @@ export const readmePath = fileURLToPath(new URL("../README.md", import.meta.url)
 type JsonSchema = { type?: string | string[]; description?: string; default?: unknown; enum?: unknown[]; const?: unknown; anyOf?: JsonSchema[]; items?: JsonSchema; properties?: Record<string, JsonSchema>; required?: string[] };
 
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
-const code = (v: unknown) => "`" + cell(JSON.stringify(v)) + "`";
+// Defaults computed from this checkout's location would make the README differ per machine.
+const code = (v: unknown) => "`" + cell(JSON.stringify(v).replaceAll(JSON.stringify(repoRoot).slice(1, -1), "<repo>/")) + "`";
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((e) => JSON.stringify(e)).join(" \\| ");
