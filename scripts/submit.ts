@@ -87,7 +87,8 @@ const ALLOWED: Record<string, string[]> = {
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
 const out = (line = "") => process.stdout.write(line + "\n");
-const log = createLogger();
+// The CLI prints its own progress lines; the client's log only adds warnings unless asked for more.
+const log = createLogger({ level: (process.env.CRUSADES_LOG_LEVEL as "info") || "warn" });
 
 function int(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { u8aToHex } from "@polkadot/util";
+import { hexToU8a, u8aToHex } from "@polkadot/util";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { connectChain, ChainError, type ChainClient } from "../core/chain/index.ts";
 import { pairFromUri } from "../core/chain/wallet.ts";
@@ -11,6 +11,8 @@ import { assertSucceeded, signTx, submitSigned } from "../core/chain/extrinsic.t
 import { parseCommitment } from "../core/commitment.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { normalizeU16 } from "../core/scoring.ts";
+import { decrypt } from "../core/timelock/index.ts";
+import { weightsCommitPayload } from "../core/chain/client.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BLOCK_MS = 250;
@@ -135,12 +137,12 @@ describe("commitments", () => {
     expect(local.code).toBe("oversize");
 
     const api = chain.api;
-    const tx = api.tx.commitments!.setCommitment!(3, { fields: [{ TimelockEncrypted: { encrypted: new Uint8Array(1100), reveal_round: 1 } }] });
+    const tx = api.tx.commitments!.setCommitment!(3, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(new Uint8Array(1100)), reveal_round: 1 } }] });
     const remote = await submitSigned(chain.connection, await signTx(chain.connection, tx, miner), { log: quiet, label: "set_commitment" })
       .then((inc) => assertSucceeded(chain.api, inc, "set_commitment"))
       .catch((e) => e);
     expect(remote).toBeInstanceOf(ChainError);
-    console.log("forced oversize:", remote.message);
+    expect(remote.message).toMatch(/refused the transaction.*1024/);
   }, 60_000);
 
   test("a bad signature and a stale nonce come back as named errors", async () => {
@@ -184,6 +186,41 @@ describe("weights", () => {
     const again = await chain.setWeights(pair, 3, uids, weights, 0);
     expect(again).toEqual({ status: "rate_limited", nextBlock: out.block + 20, lastUpdate: out.block, rateLimit: 20 });
   }, 60_000);
+});
+
+describe("commit-reveal weights", () => {
+  test("with commit-reveal on, weights go in as a timelocked commit the chain's own pulse opens", async () => {
+    // An epoch (tempo + 1 blocks) must outlast a drand period, or the pulse can miss its reveal epoch.
+    const crNet = await startLocalnet({ port: 0, blockMs: BLOCK_MS, netuid: 3, miners: 1, tempo: 20, commitReveal: true, log: quiet });
+    const c = await connectChain({ network: crNet.url, log: quiet, timeoutMs: 10_000 });
+    try {
+      expect(await c.commitRevealEnabled(3)).toBe(true);
+      const v = crNet.accounts.validator;
+      const uids = [1, crNet.accounts.miners[0]!.uid!];
+      const out = await c.setWeights(await pairFromUri(v.uri), 3, uids, [0.8, 0.2], 0, { blockTime: BLOCK_MS / 1000 });
+      expect(out.status).toBe("ok");
+      if (out.status !== "ok") return;
+      expect(out.mode).toBe("commit_timelocked_weights");
+      // Nothing readable in Weights: the chain holds only the ciphertext, keyed by epoch.
+      expect(await c.weights(3, v.uid!)).toEqual([]);
+      const api = c.api;
+      const [[, queue]] = (await api.query.subtensorModule!.timelockedWeightCommits!.entries(3)) as unknown as [[unknown, [{ toU8a(): Uint8Array }, unknown, { toU8a(bare: true): Uint8Array }, { toBigInt(): bigint }][]]];
+      const [who, , commit, round] = queue[0]!;
+      expect(u8aToHex(who.toU8a())).toBe(v.publicKey);
+      expect(round.toBigInt()).toBe(out.revealRound!);
+      // Once the round's pulse is on chain, it opens the commit to exactly the normalised weights.
+      const pulse = await until("the reveal round's pulse", async () => {
+        const p = (await api.query.drand!.pulses!(round.toBigInt())) as unknown as { isSome: boolean; unwrap(): { signature: { toU8a(bare: true): Uint8Array } } };
+        return p.isSome ? p.unwrap() : null;
+      });
+      const plain = decrypt(commit.toU8a(true), pulse.signature.toU8a(true));
+      const expected = normalizeU16(uids, [0.8, 0.2]);
+      expect(u8aToHex(plain)).toBe(u8aToHex(weightsCommitPayload(api.registry, hexToU8a(v.publicKey), expected.uids, expected.weights, 0)));
+    } finally {
+      await c.close();
+      await crNet.stop();
+    }
+  }, 90_000);
 });
 
 describe("reconnect", () => {
