@@ -12,7 +12,7 @@ import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream, type LogStream } from "./log-stream.ts";
-import { createOptions, LABEL_VALIDATOR, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+import { createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
 
 const hp = () => loadHParams().executor;
 
@@ -74,13 +74,14 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
         const outDir = join(dir, "out");
         await mkdir(inDir);
         await mkdir(outDir);
-        await writeFile(join(inDir, REQUEST_FILE), JSON.stringify(request));
-        await permit(inDir, outDir);
-        const spec = sandboxSpec(opts, request, { inDir, outDir });
+        await writeFile(join(inDir, REQUEST_FILE), JSON.stringify(request), { mode: MODES.request });
+        await chmod(inDir, MODES.dir);
+        await chmod(outDir, MODES.dir);
+        const spec = sandboxSpec(opts, request, { inDir, outDir, dirsOwnedByRoot: process.getuid?.() === 0 });
         const end = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
         output.end();
         const document = end.kind === "exited" ? await readFile(join(outDir, RESULT_FILE), "utf8").catch(() => null) : null;
-        const result = resultOf(request, end, document, output.tail());
+        const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
         log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
         return result;
       } finally {
@@ -89,13 +90,6 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
     },
   };
 });
-
-/** Container permissions for the run directory: see env.py's supervisor/worker split. */
-async function permit(inDir: string, outDir: string) {
-  await chmod(inDir, 0o755);
-  await chmod(join(inDir, REQUEST_FILE), 0o644);
-  await chmod(outDir, 0o777);
-}
 
 /** Creates, runs and always removes one container; the whole run is bounded by limitMs. */
 async function runContainer(

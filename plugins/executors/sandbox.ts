@@ -1,9 +1,16 @@
 // The evaluation container's isolation policy, written once and rendered two ways: as Docker Engine API
 // create options (the docker executor, through dockerode) and as `docker run` arguments (the ssh
 // executor on a remote GPU host). Both run the same sandbox, so hardening one hardens both.
+//
+// Who may touch what inside: env.py's supervisor starts as uid 0 holding only the capabilities it needs
+// to fork the worker under another uid (SETUID, SETGID), hand it its run directory (CHOWN) and freeze
+// and kill it (KILL). The worker drops to an unprivileged uid, which clears every capability, and with
+// no-new-privileges it can never regain one. The request (seed included) and the result directory are
+// mode 0700/0600 for uid 0, so only the supervisor reads the one and writes the other. The root
+// filesystem is read-only; only /tmp (and /dev/shm) can be written, and there is no network.
 import type { ContainerCreateOptions } from "dockerode";
 import { z } from "zod";
-import type { EvaluationRequest } from "../../core/contracts.ts";
+import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
 import { HARNESS_SCRIPT, REQUEST_FILE, RESULT_FILE } from "./harness.ts";
 
 const size = z.string().regex(/^\d+[kmg]?$/i, "a size such as 16g");
@@ -17,7 +24,7 @@ export const SandboxOptions = z.object({
   gpus: GpuSelection.default("all"),
   /** Working directory in the image that holds environments/templar and hparams/models. */
   appDir: z.string().startsWith("/").default("/app"),
-  /** Size of each tmpfs (/tmp and the compile caches). */
+  /** Size of the /tmp tmpfs, which also holds the worker's compile caches. */
   tmpfsSize: size.default("4g"),
   /** Label value that marks this validator's containers, so a restarted validator removes its strays. */
   validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default"),
@@ -33,7 +40,9 @@ export interface Limits {
 /** Where the run directory's two halves appear inside the container. */
 export const CONTAINER_IN = "/run/crusades/in";
 export const CONTAINER_OUT = "/run/crusades/out";
-const CACHE_DIR = "/var/cache/crusades";
+const SUPERVISOR_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL"];
+/** Mode bits for the host side of the run directory: only the container's uid 0 gets in. */
+export const MODES = { dir: 0o700, request: 0o600 } as const;
 
 export const LABEL_VALIDATOR = "crusades.validator";
 export const LABEL_TASK = "crusades.task";
@@ -46,6 +55,8 @@ export function bytes(s: string): number {
 
 export interface SandboxSpec {
   name: string;
+  user: string;
+  capAdd: string[];
   labels: Record<string, string>;
   command: string[];
   env: Record<string, string>;
@@ -55,10 +66,15 @@ export interface SandboxSpec {
   tmpfs: Record<string, string>;
 }
 
-export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, dirs: { inDir: string; outDir: string }): SandboxSpec {
-  const tmpfs = `rw,exec,nosuid,nodev,size=${opts.tmpfsSize},mode=1777`;
+/**
+ * `dirsOwnedByRoot`: whether the host side of the run directory belongs to uid 0 (a root validator). When
+ * it belongs to another user the supervisor also needs DAC_OVERRIDE to get in; the worker loses it too.
+ */
+export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, dirs: { inDir: string; outDir: string; dirsOwnedByRoot: boolean }): SandboxSpec {
   return {
     name: `crusades-eval-${request.task_id}`,
+    user: "0:0",
+    capAdd: dirs.dirsOwnedByRoot ? SUPERVISOR_CAPS : [...SUPERVISOR_CAPS, "DAC_OVERRIDE"],
     labels: { [LABEL_VALIDATOR]: opts.validatorId, [LABEL_TASK]: request.task_id, "crusades.submission": request.submission_id.slice(0, 200) },
     command: ["python3", HARNESS_SCRIPT, "--request", `${CONTAINER_IN}/${REQUEST_FILE}`, "--result", `${CONTAINER_OUT}/${RESULT_FILE}`],
     env: {
@@ -68,14 +84,22 @@ export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, di
       TRANSFORMERS_OFFLINE: "1",
       HOME: "/tmp",
       TMPDIR: "/tmp",
-      // exec is allowed on these tmpfs because Triton and Inductor load the .so files they compile.
-      XDG_CACHE_HOME: CACHE_DIR,
-      TRITON_CACHE_DIR: `${CACHE_DIR}/triton`,
-      TORCHINDUCTOR_CACHE_DIR: `${CACHE_DIR}/inductor`,
     },
-    ...dirs,
-    tmpfs: { "/tmp": tmpfs, [CACHE_DIR]: tmpfs },
+    inDir: dirs.inDir,
+    outDir: dirs.outDir,
+    // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp.
+    tmpfs: { "/tmp": `rw,exec,nosuid,nodev,size=${opts.tmpfsSize},mode=1777` },
   };
+}
+
+/**
+ * env.py keeps the worker under its own uid when the image's Python stack is not readable by others;
+ * in this sandbox that uid is 0 with capabilities, so such a result is not trusted.
+ */
+export function requireWorkerDrop(request: EvaluationRequest, result: EvaluationResult): EvaluationResult {
+  const uid = result.diagnostics.worker_uid;
+  if (uid === undefined || uid !== 0) return result;
+  return failedResult(request, "executor_error", "the harness ran the submission as uid 0 (it could not drop privileges: is the image's Python stack readable by other users?)");
 }
 
 export function createOptions(opts: SandboxOptions, limits: Limits, spec: SandboxSpec): ContainerCreateOptions {
@@ -83,6 +107,7 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
     name: spec.name,
     Image: opts.image,
     Cmd: spec.command,
+    User: spec.user,
     WorkingDir: opts.appDir,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
     Labels: spec.labels,
@@ -93,6 +118,7 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
       NetworkMode: "none",
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],
+      CapAdd: spec.capAdd,
       SecurityOpt: ["no-new-privileges"],
       PidsLimit: limits.pidsLimit,
       Memory: bytes(limits.memory),
@@ -114,8 +140,8 @@ function deviceRequests(gpus: GpuSelection) {
 
 /** The same container as `createOptions`, as `docker run` arguments (without the leading `docker`). */
 export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: SandboxSpec): string[] {
-  const args = ["run", "--rm", "--name", spec.name, "--init", "--network", "none", "--read-only", "--cap-drop", "ALL",
-    "--security-opt", "no-new-privileges", "--pids-limit", String(limits.pidsLimit), "--memory", limits.memory,
+  const args = ["run", "--rm", "--name", spec.name, "--init", "--user", spec.user, "--network", "none", "--read-only",
+    "--cap-drop", "ALL", ...spec.capAdd.flatMap((c) => ["--cap-add", c]), "--security-opt", "no-new-privileges", "--pids-limit", String(limits.pidsLimit), "--memory", limits.memory,
     "--memory-swap", limits.memory, "--shm-size", limits.shmSize, "--workdir", opts.appDir,
     "-v", `${spec.inDir}:${CONTAINER_IN}:ro`, "-v", `${spec.outDir}:${CONTAINER_OUT}:rw`];
   if (opts.gpus !== "none") args.push("--gpus", opts.gpus === "all" ? "all" : `"device=${opts.gpus.join(",")}"`);

@@ -65,21 +65,32 @@ for _d in {_os.getcwd(), "/tmp", _os.environ.get("TMPDIR", "/tmp"), "/out", "/re
         pass
 `;
 
-/** Imports fine, then writes outside any tmp dir when training starts. */
-export const writeOutsideCode = (path: string) => `
+/** Tries to write each path when training starts and raises with what happened to each ("written" or the errno). */
+export const writeOutsideCode = (paths: string[]) => `
+import errno
 def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    with open(${JSON.stringify(path)}, "w") as f:
-        f.write("escaped")
-    raise SystemExit("the write above should have failed")
+    outcome = []
+    for path in ${JSON.stringify(paths)}:
+        try:
+            with open(path, "w") as f:
+                f.write("escaped")
+            outcome.append(f"{path}=written")
+        except OSError as e:
+            outcome.append(f"{path}={errno.errorcode.get(e.errno, e.errno)}")
+    raise RuntimeError("write attempts: " + " ".join(outcome))
 `;
 
-/** Tries to reach a host on the network from inside the training call. */
+/** Tries to reach a host on the network from inside the training call and raises with the outcome. */
 export const networkCode = (host: string, port: number) => `
-import socket
+import errno, socket
 def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    s = socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=3)
-    s.sendall(b"leak")
-    raise SystemExit("connected: the network should be unreachable")
+    try:
+        s = socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=3)
+        s.sendall(b"leak")
+        outcome = "connected"
+    except OSError as e:
+        outcome = errno.errorcode.get(e.errno, str(e))
+    raise RuntimeError("network attempt: " + outcome)
 `;
 
 export async function pgrep(pattern: string): Promise<string[]> {

@@ -1,0 +1,69 @@
+import { describe, expect, test } from "bun:test";
+import { failedResult } from "../../core/contracts.ts";
+import { tinyRequest } from "../../tests/executors/helpers.ts";
+import { bytes, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+
+const limits = { memory: "8g", shmSize: "2g", pidsLimit: 256 };
+const request = tinyRequest("def inner_steps(*a):\n    pass\n");
+const dirs = { inDir: "/host/run/in", outDir: "/host/run/out", dirsOwnedByRoot: true };
+
+describe("sandbox policy", () => {
+  test("the container is locked down: no network, read-only root, capabilities limited, limits set", () => {
+    const opts = SandboxOptions.parse({ gpus: "none" });
+    const c = createOptions(opts, limits, sandboxSpec(opts, request, dirs));
+    const h = c.HostConfig!;
+    expect(h.NetworkMode).toBe("none");
+    expect(c.NetworkDisabled).toBe(true);
+    expect(h.ReadonlyRootfs).toBe(true);
+    expect(h.CapDrop).toEqual(["ALL"]);
+    expect(h.CapAdd!.sort()).toEqual(["CHOWN", "KILL", "SETGID", "SETUID"]);
+    expect(h.SecurityOpt).toContain("no-new-privileges");
+    expect(h.PidsLimit).toBe(256);
+    expect(h.Memory).toBe(8 * 1024 ** 3);
+    expect(h.ShmSize).toBe(2 * 1024 ** 3);
+    expect(h.Binds).toEqual(["/host/run/in:/run/crusades/in:ro", "/host/run/out:/run/crusades/out:rw"]);
+    expect(Object.keys(h.Tmpfs!)).toEqual(["/tmp"]);
+    expect(h.Tmpfs!["/tmp"]).toContain("nosuid");
+    expect(h.DeviceRequests).toEqual([]);
+    expect(c.Labels!["crusades.task"]).toBe(request.task_id);
+    expect(c.Cmd).toEqual(["python3", "environments/templar/env.py", "--request", "/run/crusades/in/request.json", "--result", "/run/crusades/out/result.json"]);
+  });
+
+  test("a run directory owned by another user costs the supervisor DAC_OVERRIDE, nothing more", () => {
+    const opts = SandboxOptions.parse({});
+    expect(sandboxSpec(opts, request, { ...dirs, dirsOwnedByRoot: false }).capAdd).toContain("DAC_OVERRIDE");
+    expect(sandboxSpec(opts, request, dirs).capAdd).not.toContain("DAC_OVERRIDE");
+  });
+
+  test("GPUs are requested by device request: all, or chosen devices", () => {
+    const all = createOptions(SandboxOptions.parse({}), limits, sandboxSpec(SandboxOptions.parse({}), request, dirs));
+    expect(all.HostConfig!.DeviceRequests).toEqual([{ Driver: "", Count: -1, Capabilities: [["gpu"]], Options: {} }]);
+    const two = SandboxOptions.parse({ gpus: ["0", "3"] });
+    expect(createOptions(two, limits, sandboxSpec(two, request, dirs)).HostConfig!.DeviceRequests![0]!.DeviceIDs).toEqual(["0", "3"]);
+    expect(() => SandboxOptions.parse({ gpus: ["0; rm -rf /"] })).toThrow(/GPU index/);
+  });
+
+  test("`docker run` arguments carry the same policy", () => {
+    const opts = SandboxOptions.parse({ gpus: ["1"], image: "crusades-eval:cuda" });
+    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, request, dirs)).join(" ");
+    for (const flag of ["--network none", "--read-only", "--cap-drop ALL", "--cap-add SETUID", "--security-opt no-new-privileges", "--pids-limit 256",
+      "--memory 8g", "--shm-size 2g", "--user 0:0", '--gpus "device=1"', "-v /host/run/in:/run/crusades/in:ro", `--label crusades.task=${request.task_id}`]) {
+      expect(args).toContain(flag);
+    }
+    expect(args).toMatch(/crusades-eval:cuda python3 environments\/templar\/env\.py --request/);
+  });
+
+  test("sizes parse like docker's", () => {
+    expect(bytes("512")).toBe(512);
+    expect(bytes("4k")).toBe(4096);
+    expect(bytes("16G")).toBe(16 * 1024 ** 3);
+    expect(() => bytes("lots")).toThrow();
+  });
+
+  test("a result produced with the submission running as uid 0 is not trusted", () => {
+    const ok = { ...failedResult(request, "crash", "x"), diagnostics: { worker_uid: 65534 } };
+    expect(requireWorkerDrop(request, ok)).toBe(ok);
+    const root = { ...ok, diagnostics: { worker_uid: 0 } };
+    expect(requireWorkerDrop(request, root).error?.code).toBe("executor_error");
+  });
+});
