@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { Store } from "../core/storage/store.ts";
 import { ApiError, HistoryPage, LeaderboardPage, Overview, QueuePage, SubmissionDetail, SubmissionPage, ValidatorStatus } from "../api/schemas.ts";
 import { startApi, type RunningApi } from "./fixtures/api-server.ts";
-import { seedBulk, THRESHOLD, type Bulk } from "./fixtures/seed-db.ts";
+import { QUEUED_TAIL, seedBulk, THRESHOLD, type Bulk } from "./fixtures/seed-db.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-api-e2e-"));
 const dbPath = join(dir, "bulk.db");
@@ -76,9 +76,10 @@ describe("10,000 submissions over HTTP", () => {
     expect(h.items.at(-1)!.submission_id).toBe(bulk.leaderId);
     for (let i = 1; i < h.items.length; i++) expect(h.items[i]!.tps).toBeGreaterThan(h.items[i - 1]!.tps * (1 + THRESHOLD));
     const q = QueuePage.parse((await get("/api/queue")).body);
-    expect(q.total).toBe(20);
+    expect(q.total).toBe(QUEUED_TAIL);
     const v = ValidatorStatus.parse((await get("/api/validator/status")).body);
-    expect(v.queue.evaluating + v.queue.received).toBe(20);
+    expect(v.queue.evaluating + v.queue.received).toBe(QUEUED_TAIL);
+    expect(v.queue.pending_runs).toBe(5 * (QUEUED_TAIL - 1));
     const d = SubmissionDetail.parse((await get(`/api/submissions/${encodeURIComponent(bulk.leaderId)}`)).body);
     expect(d.rank).toBe(1);
   }, 30_000);

@@ -92,6 +92,8 @@ $("keyform").addEventListener("submit", (e) => {
 
 let serverNow = Date.now();
 let leaderboardRows = [];
+const LB_PAGE = 20;
+let lbShown = LB_PAGE;
 let sortState = { key: "rank", dir: 1 };
 
 function renderOverview(o) {
@@ -102,7 +104,7 @@ function renderOverview(o) {
   $("c-imp").className = `value ${imp > 0 ? "up" : ""}`;
   $("c-imp-sub").textContent = o.leader_24h_ago_tps === null ? "no leader 24 h ago" : `from ${fmtTps(o.leader_24h_ago_tps)} TPS`;
   $("c-24h").textContent = fmtInt(o.submissions_24h);
-  $("c-total").textContent = `${fmtInt(o.total_submissions)} total · ${fmtInt(o.scored_total)} scored · ${fmtInt(o.failed_total)} failed`;
+  $("c-total").textContent = `${fmtInt(o.total_submissions)} total · ${fmtInt(o.failed_total)} failed`;
   $("c-miners").textContent = fmtInt(o.active_miners_24h);
   $("c-miners-sub").textContent = `${fmtInt(o.total_miners)} ever`;
   $("chart-note").textContent = `· a challenger must beat the leader by ${(o.leader_threshold * 100).toFixed(1)}%`;
@@ -118,7 +120,8 @@ function renderValidator(v) {
   );
   $("v-runs").textContent = `${v.runs_last_hour}${v.failed_runs_last_hour ? ` (${v.failed_runs_last_hour} failed)` : ""}`;
   $("v-queued").textContent = v.queue.received + v.queue.fetched;
-  $("v-running").textContent = `${v.queue.evaluating} (${v.queue.running_runs} runs)`;
+  $("v-running").textContent = v.queue.evaluating;
+  $("v-inflight").textContent = `${v.queue.running_runs} running · ${v.queue.pending_runs} pending`;
   $("v-uptime").textContent = duration(v.uptime_seconds);
   $("v-weights").textContent = v.last_weights_block === null ? "–" : `#${v.last_weights_block}`;
   $("v-who").textContent = v.reported ? `${v.network ?? "?"} · netuid ${v.netuid ?? "?"} · uid ${v.uid ?? "?"}` : "validator has not reported";
@@ -281,7 +284,7 @@ async function loadDashboard() {
     api("/api/stats/overview"),
     api("/api/validator/status"),
     api("/api/stats/history?limit=500"),
-    api("/leaderboard?limit=100"),
+    api(`/leaderboard?limit=${lbShown}`),
     api("/api/submissions?limit=15"),
   ]);
   serverNow = Date.parse(overview.generated_at);
@@ -290,10 +293,19 @@ async function loadDashboard() {
   lastHistory = history;
   renderChart(history, serverNow);
   leaderboardRows = board.items;
-  $("lb-note").textContent = `· top ${board.items.length} of ${fmtInt(board.total)}`;
+  $("lb-note").textContent = `· top ${board.items.length} of ${fmtInt(board.total)} · threshold order, click a column to sort`;
+  $("lb-more").hidden = board.items.length >= board.total;
   renderLeaderboard();
   renderRecent(recent);
 }
+
+$("lb-more").addEventListener("click", async () => {
+  lbShown += LB_PAGE;
+  const board = await api(`/leaderboard?limit=${lbShown}`);
+  leaderboardRows = board.items;
+  $("lb-more").hidden = board.items.length >= board.total;
+  renderLeaderboard();
+});
 
 window.addEventListener("resize", () => lastHistory && !$("dashboard").hidden && renderChart(lastHistory, serverNow));
 
@@ -369,10 +381,10 @@ async function loadSubmission(id) {
         {},
         el("td", { text: r.run_index + 1 }),
         el("td", { text: r.state + (r.attempts > 1 ? ` (${r.attempts} tries)` : "") }),
-        el("td", { class: "num tps", text: r.tps === null ? "–" : fmtTps(r.tps) }),
-        el("td", { class: "num", text: r.mfu === null ? "–" : fmtPct(r.mfu) }),
+        el("td", { class: "num tps", text: r.success ? fmtTps(r.tps) : "–" }),
+        el("td", { class: "num", text: r.success && r.mfu !== null ? fmtPct(r.mfu) : "–" }),
         el("td", { class: "num", text: fmtInt(r.total_tokens) }),
-        el("td", { class: "num", text: r.wall_time_seconds === null ? "–" : `${r.wall_time_seconds.toFixed(2)} s` }),
+        el("td", { class: "num", text: r.success ? `${r.wall_time_seconds.toFixed(2)} s` : "–" }),
         el("td", { text: r.device ?? "–" }),
         el("td", { class: r.success === true ? "ok" : r.success === false ? "bad" : "", text: r.success === null ? "…" : r.success ? "✓ passed" : `✗ ${r.error_code ?? "failed"}`, title: r.error_message || r.checks.map((c) => `${c.passed ? "✓" : "✗"} ${c.name} ${c.value ?? ""} ${c.bound ?? ""}`).join("\n") }),
       ),
@@ -386,8 +398,9 @@ async function loadSubmission(id) {
     return;
   }
   const c = await api(`/api/submissions/${encodeURIComponent(id)}/code`);
-  pre.replaceChildren(...highlight(c.code));
-  $("d-code-note").textContent = `· ${c.code.split("\n").length} lines · ${fmtInt(c.size)} bytes`;
+  const lines = highlight(c.code);
+  pre.replaceChildren(...lines);
+  $("d-code-note").textContent = `· ${lines.length} lines · ${fmtInt(c.size)} bytes · sha256 ${c.code_sha256.slice(0, 12)}…`;
 }
 
 // ---- routing and refresh -------------------------------------------------------------------------
