@@ -61,19 +61,22 @@ function start(args: string[], size: [number, number], keep = true, runtime: "bu
     keys: (...keys: string[]) => tmux(socket, "send-keys", "-t", "tui", ...keys),
     info: (fmt: string) => tmux(socket, "display-message", "-p", "-t", "tui", fmt).out.trim(),
     alive: () => tmux(socket, "has-session", "-t", "tui").ok,
-    /** Polls the screen until `pred` holds; fails with the last screen when it does not within `ms`. */
-    async until(pred: (s: string) => boolean, what: string, ms = 15_000): Promise<string> {
-      const end = Date.now() + ms;
-      let s = "";
-      while (Date.now() < end) {
-        s = screen();
-        if (pred(s)) return s;
-        await Bun.sleep(100);
-      }
-      const err = join(dir, socket + ".err");
-      throw new Error(`timed out waiting for ${what}; screen:\n${s}\nstderr:\n${existsSync(err) ? readFileSync(err, "utf8") : ""}`);
-    },
+    /** Waits for the shell's report after the dashboard exits: its status, then the line settings. */
+    exited: () => until((s) => /tui exited \d+\n\S*icanon \S*echo/.test(s), "the dashboard to exit and the shell to report"),
+    until,
   };
+  /** Polls the screen until `pred` holds; fails with the last screen when it does not within `ms`. */
+  async function until(pred: (s: string) => boolean, what: string, ms = 15_000): Promise<string> {
+    const end = Date.now() + ms;
+    let s = "";
+    while (Date.now() < end) {
+      s = screen();
+      if (pred(s)) return s;
+      await Bun.sleep(100);
+    }
+    const err = join(dir, socket + ".err");
+    throw new Error(`timed out waiting for ${what}; screen:\n${s}\nstderr:\n${existsSync(err) ? readFileSync(err, "utf8") : ""}`);
+  }
 }
 
 /** The session ends once its only pane's shell has exited. */
@@ -146,7 +149,7 @@ describe("tui in tmux", () => {
       await t.until((s) => s.split("\n").some((l) => l.startsWith("╭─ Leader TPS") && [...l].length === 100), "a 100-column frame");
 
       t.keys("q");
-      s = await t.until((s) => s.includes("tui exited"), "the dashboard to exit");
+      s = await t.exited();
       expect(s).toContain("tui exited 0");
       expect(s).toMatch(/(^|\s)icanon(\s|$)/m); // line editing back on
       expect(s).toMatch(/(^|\s)echo(\s|$)/m);
@@ -186,12 +189,12 @@ describe("tui in tmux", () => {
       const s = await t.until((s) => s.includes("(401)"), "the 401 banner");
       expect(s).toContain(`${url} requires an API key (401): pass --api-key`);
       t.keys("q");
-      await t.until((s) => s.includes("tui exited 0"), "exit");
+      expect(await t.exited()).toContain("tui exited 0");
 
       const ok = start(["--url", url, "--api-key", "sesame"], [100, 30]);
       await ok.until((s) => s.includes("1,495.0"), "the dashboard with the key");
       ok.keys("q");
-      await ok.until((s) => s.includes("tui exited 0"), "exit");
+      expect(await ok.exited()).toContain("tui exited 0");
     },
     90_000,
   );
@@ -206,7 +209,7 @@ describe("tui in tmux", () => {
       const child = Bun.spawnSync(["ps", "-o", "pid=", "--ppid", shell], { stdout: "pipe" }).stdout.toString().trim().split(/\s+/)[0];
       expect(Number(child)).toBeGreaterThan(0);
       process.kill(Number(child), "SIGTERM");
-      const s = await t.until((s) => s.includes("tui exited"), "the dashboard to exit");
+      const s = await t.exited();
       expect(s).toContain("tui exited 143");
       expect(s).toMatch(/(^|\s)icanon(\s|$)/m);
       expect(t.info("#{alternate_on} #{cursor_flag}")).toBe("0 1");
@@ -225,7 +228,7 @@ describe("tui in tmux", () => {
       tmux(t.socket, "resize-window", "-t", "tui", "-x", "90", "-y", "28");
       await t.until((s) => s.split("\n").some((l) => l.startsWith("╭─ Submission") && [...l].length === 90), "a 90-column frame");
       t.keys("q");
-      const s = await t.until((s) => s.includes("tui exited"), "exit");
+      const s = await t.exited();
       expect(s).toContain("tui exited 0");
       expect(s).toMatch(/(^|\s)icanon(\s|$)/m);
       expect(t.info("#{alternate_on} #{cursor_flag}")).toBe("0 1");

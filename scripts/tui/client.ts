@@ -159,5 +159,3 @@ export function createClient(opts: ClientOptions) {
     },
   };
 }
-
-export type Client = ReturnType<typeof createClient>;

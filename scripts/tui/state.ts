@@ -3,7 +3,6 @@
 import type { Key } from "./keys.ts";
 
 export type Panel = "leaderboard" | "recent";
-export const PANELS: Panel[] = ["leaderboard", "recent"];
 
 export interface Ui {
   view: "dashboard" | "detail";

@@ -9,7 +9,6 @@ const ESC_SGR = /\x1b\[[0-9;]*m/g;
 const sgr = (codes: string) => (s: string) => (s === "" ? "" : `\x1b[${codes}m${s}${RESET}`);
 export const bold = sgr("1");
 export const dim = sgr("2");
-export const italic = sgr("3");
 export const inverse = sgr("7");
 export const red = sgr("31");
 export const green = sgr("32");
