@@ -141,7 +141,6 @@ function runVerify(code: Uint8Array): "passed" | "skipped" {
 
 async function confirm(question: string, yes: boolean): Promise<boolean> {
   if (yes) return true;
-  if (!process.stdin.isTTY) throw new Usage("stdin is not a terminal: pass --yes to commit without confirmation");
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {
     return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
@@ -165,6 +164,7 @@ async function cmdSubmit(url: string, v: Values): Promise<number> {
   const revealBlocks = int(v["reveal-blocks"], "reveal-blocks", hp.reveal_blocks);
   const blockTime = positive(v["block-time"], "block-time", hp.block_time);
   const network = v.network ?? "finney";
+  if (!v.yes && !process.stdin.isTTY) throw new Usage("stdin is not a terminal: pass --yes to commit without confirmation");
 
   // Everything that can fail without the chain fails before we connect.
   const code = await fetchChecked(url, !!v["allow-loopback"]);

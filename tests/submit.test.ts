@@ -16,7 +16,7 @@ beforeAll(() => {
     hostname: "127.0.0.1",
     fetch(req) {
       const path = new URL(req.url).pathname;
-      if (path === "/train.py") return new Response(GOOD);
+      if (path === "/train.py" || path.startsWith("/long/")) return new Response(GOOD);
       if (path === "/nothing.py") return new Response("print('hello')\n");
       if (path === "/page") return new Response("<!doctype html><html><body>def inner_steps</body></html>", { headers: { "content-type": "text/html" } });
       return new Response("not found", { status: 404 });
@@ -110,6 +110,20 @@ describe("submit before the chain", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("/nonexistent-home/.bittensor/wallets/ghost/hotkeys/hk");
     expect(r.stdout).not.toContain("connecting");
+  }, 60_000);
+
+  test("a URL too long to commit is refused before the wallet or the chain are touched", async () => {
+    const r = await runCli(["submit", `${base}/long/${"a".repeat(800)}.py`, "--allow-loopback", "--network", "ws://127.0.0.1:9", "--yes"], { CRUSADES_HOTKEY_URI: "//Alice" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/over the chain's limit of 778/);
+    expect(r.stdout).not.toContain("hotkey");
+  }, 60_000);
+
+  test("without --yes and without a terminal, submit stops at once as a usage error", async () => {
+    const r = await runCli(["submit", `${base}/train.py`, "--allow-loopback", "--network", "ws://127.0.0.1:9"], { CRUSADES_HOTKEY_URI: "//Alice" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("pass --yes");
+    expect(r.stdout).not.toContain("fetching");
   }, 60_000);
 
   test("bad code fails before the wallet or the chain are touched", async () => {
