@@ -34,7 +34,8 @@ async function serve(opts: { port?: number; apiKey?: string } = {}) {
 }
 
 function tmux(socket: string, ...args: string[]) {
-  const r = Bun.spawnSync(["tmux", "-L", socket, "-f", "/dev/null", ...args], { stdout: "pipe", stderr: "pipe" });
+  // A socket of its own inside the test's temp dir: an isolated server, and nothing left behind.
+  const r = Bun.spawnSync(["tmux", "-S", join(dir, socket), "-f", "/dev/null", ...args], { stdout: "pipe", stderr: "pipe" });
   return { ok: r.exitCode === 0, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 
@@ -46,7 +47,7 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
  * Enter, so the restored terminal (cursor, screen) can be inspected while the pane is still alive.
  */
 function start(args: string[], size: [number, number], keep = true, runtime: "bun" | "deno" = "bun") {
-  const socket = `crusades-tui-${process.pid}-${sockets.length}-${Date.now()}`;
+  const socket = `tmux-${sockets.length}-${Date.now()}`;
   sockets.push(socket);
   const exe = runtime === "bun" ? [process.execPath] : [join(root, "node_modules/.bin/deno"), "run", "-A"];
   const tui = [...exe, join(root, "scripts/tui.ts"), ...args].map(quote).join(" ");
