@@ -1,13 +1,8 @@
-import { cryptoWaitReady, mnemonicToMiniSecret, sr25519PairFromSeed, keyFromPath, keyExtractPath, encodeAddress } from "@polkadot/util-crypto";
-await cryptoWaitReady();
-let last = performance.now(); const lap = (m: string) => { const n = performance.now(); console.log(m, (n - last).toFixed(1)); last = n; };
-const ms = mnemonicToMiniSecret("bottom drive obey lake curtain smoke basket hold race lonely fit walk"); lap("mini");
-const root = sr25519PairFromSeed(ms); lap("root");
-const p = keyFromPath(root, keyExtractPath("//Alice").path, "sr25519"); lap("derive");
-keyFromPath(root, keyExtractPath("//Bob").path, "sr25519"); lap("derive2");
-encodeAddress(p.publicKey, 42); lap("ss58");
-const { bls12_381 } = await import("@noble/curves/bls12-381.js"); lap("import noble");
-const { beaconKeygen, signRound } = await import("../../core/timelock/index.ts"); lap("import tl");
-const k = beaconKeygen(); lap("keygen");
-signRound(k.secretKey, 5n); lap("sign");
-signRound(k.secretKey, 6n); lap("sign2");
+import { Runtime } from "./runtime.ts";
+const r = new Runtime();
+const T = '{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}';
+const b = r.registry.createType(T, { hotkey: "0x" + "11".repeat(32), uids: [1, 4], values: [65535, 32768], versionKey: 9010001 }).toU8a();
+const v: any = r.registry.createType(T, b);
+console.log(b.length, v.encodedLength, v.hotkey.toU8a(true).length, Object.keys(v.toJSON()), v.uids, v.get?.("uids")?.toJSON());
+const vv: any = v;
+try { console.log([...vv.uids].map((c: any) => Number(c.toString())), BigInt(vv.versionKey.toString())); } catch (e) { console.log("ERR", e); }

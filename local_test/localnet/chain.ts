@@ -152,7 +152,7 @@ export class Chain implements ChainView {
   produceBlock(nowMs = Date.now()): Block {
     const number = this.best + 1;
     const parent = this.head;
-    const ctx = new BlockContext(this.runtime, this.state, number, nowMs);
+    const ctx = new BlockContext(this.runtime, this.state, number, nowMs, (msg, fields) => this.log.debug(msg, { block: number, ...fields }));
     const s = this.state;
     s.put("system", "number", [], number);
     s.put("system", "parentHash", [], parent.hash);

@@ -109,8 +109,9 @@ export function revealTimelockedCommitments(ctx: BlockContext): void {
       try {
         const plain = decrypt(field.value.encrypted!.toU8a(true), signature);
         if (plain.length) reveals.push(plain);
-      } catch {
+      } catch (error) {
         // The chain drops a field it cannot decrypt, silently (chain-spec §8.6).
+        ctx.trace("timelocked commitment dropped: cannot decrypt", { netuid, who, error: (error as Error).message });
       }
     }
     if (!processed) {

@@ -25,6 +25,8 @@ export class BlockContext {
     readonly state: State,
     readonly block: number,
     readonly nowMs: number,
+    /** What the runtime would log::trace: why a reveal was dropped, for whoever runs the localnet. */
+    readonly trace: (msg: string, fields?: Record<string, unknown>) => void = () => {},
   ) {}
 
   deposit(pallet: string, name: string, fields: unknown[] = []): void {

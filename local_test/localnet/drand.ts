@@ -41,9 +41,16 @@ function pulse(key: BeaconKey, round: bigint) {
   return { round, randomness: u8aToHex(sha256(signature)), signature: u8aToHex(signature) };
 }
 
-/** Genesis: the beacon config and the current round's pulse, so LastStoredRound starts at "now". */
+/**
+ * Rounds the chain is behind at genesis. Clients compute reveal rounds that can lie a round or two in
+ * the past (bittensor-drand floors the time); a live chain holds days of pulses, so those reveal at
+ * once there. Starting LastStoredRound this far back makes the first block catch up the same way.
+ */
+const GENESIS_BACKLOG = 10n;
+
+/** Genesis: the beacon config and one pulse, GENESIS_BACKLOG rounds before "now". */
 export function drandGenesis(ctx: BlockContext, key: BeaconKey, nowMs: number): void {
-  const round = roundAt(nowMs);
+  const round = roundAt(nowMs) - GENESIS_BACKLOG;
   ctx.state.put("drand", "beaconConfig", [], beaconConfig(key.publicKey));
   ctx.state.put("drand", "pulses", [round], pulse(key, round));
   ctx.state.put("drand", "lastStoredRound", [], round);

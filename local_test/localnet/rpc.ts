@@ -355,8 +355,9 @@ export class RpcHandler {
       case "AccountNonceApi_account_nonce":
         return out(chain.nextNonceOnChain(u8aToHex(args[0]!.toU8a())));
       case "TransactionPaymentApi_query_info": {
-        const info = chain.queryInfo(args[0]!.toU8a(), args[0] as never);
-        return out(info);
+        // The metadata types uxt as an opaque extrinsic; read it as the real one it is.
+        const bytes = args[0]!.toU8a();
+        return out(chain.queryInfo(bytes, decodeExtrinsic(runtime, bytes)));
       }
       default:
         throw new RpcError(4003, `Client error: Execution failed: Other: ${method} is not implemented by the localnet`);

@@ -123,14 +123,16 @@ function commitsAt(ctx: BlockContext, netuid: number, epoch: bigint): Commit[] {
 /** WeightsTlockPayload {hotkey, uids, values, version_key}, or the legacy layout without hotkey. */
 function decodePayload(ctx: BlockContext, who: string, bytes: Uint8Array): { uids: number[]; values: number[]; versionKey: bigint } | null {
   const reg = ctx.runtime.registry;
+  // A Struct is a Map: `values` would be Map.prototype.values, so fields are read with get().
+  type Fields = Codec & { get(name: string): (Codec & Iterable<Codec>) | undefined };
   const exact = (type: string) => {
-    const v = reg.createType(type, bytes) as Codec & Record<string, Codec & Iterable<Codec>>;
+    const v = reg.createType(type, bytes) as Fields;
     return v.encodedLength === bytes.length ? v : null;
   };
-  const read = (v: Record<string, Codec & Iterable<Codec>>) => ({ uids: [...v.uids!].map(num), values: [...v.values!].map(num), versionKey: big(v.versionKey) });
+  const read = (v: Fields) => ({ uids: [...v.get("uids")!].map(num), values: [...v.get("values")!].map(num), versionKey: big(v.get("versionKey")) });
   try {
     const v = exact('{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}');
-    if (v) return u8aToHex(v.hotkey!.toU8a(true)) === who ? read(v) : null;
+    if (v) return u8aToHex(v.get("hotkey")!.toU8a(true)) === who ? read(v) : null;
   } catch {
     // not the current layout; try the legacy one
   }
@@ -165,15 +167,20 @@ export function revealTimelockedWeights(ctx: BlockContext): void {
       let payload: ReturnType<typeof decodePayload>;
       try {
         payload = decodePayload(ctx, who, decrypt(hexToU8a(ciphertext), signature));
-      } catch {
+      } catch (error) {
+        ctx.trace("weights commit dropped: cannot decrypt", { who, error: (error as Error).message });
         continue;
       }
-      if (!payload) continue;
+      if (!payload) {
+        ctx.trace("weights commit dropped: payload does not decode or names another hotkey", { who });
+        continue;
+      }
       try {
         ctx.state.transaction(() => applyWeights(ctx, who, netuid, payload.uids, payload.values, payload.versionKey, false));
         ctx.deposit("SubtensorModule", "TimelockedWeightsRevealed", [netuid, who]);
-      } catch {
+      } catch (error) {
         // A reveal that fails the weight checks is dropped, as on chain.
+        ctx.trace("weights reveal rejected", { who, error: (error as Error).message });
       }
     }
     ctx.state.put("subtensorModule", "timelockedWeightCommits", [netuid, revealEpoch], unrevealed.length ? unrevealed : undefined);

@@ -92,7 +92,9 @@ export function validateTransaction(chain: ChainView, bytes: Uint8Array): ValidT
     const era = ext.era.asMortalEra;
     const birth = era.birth(current);
     deathBlock = era.death(current) - 1;
-    const hash = birth <= chain.best ? chain.hashAt(birth) : undefined;
+    // System.BlockHash keeps BlockHashCount hashes; a checkpoint older than that is unknown.
+    const kept = Number(runtime.decorated.consts.system?.blockHashCount?.toString() ?? 2400);
+    const hash = birth <= chain.best && current - birth <= kept ? chain.hashAt(birth) : undefined;
     if (!hash) throw invalid("Transaction has an ancient birth block");
     birthHash = hash;
   }
@@ -121,8 +123,13 @@ export function validateTransaction(chain: ChainView, bytes: Uint8Array): ValidT
   if (message.length > 256) message = blake2AsU8a(message, 256);
   const sig = (ext.inner as unknown as { signature: { multiSignature: Codec & { type: string; value: Codec } } }).signature.multiSignature;
   const sigBytes = sig.value.toU8a();
-  const ok =
-    sig.type === "Sr25519" ? sr25519Verify(message, sigBytes, publicKey) : sig.type === "Ed25519" ? ed25519Verify(message, sigBytes, publicKey) : false;
+  let ok = false;
+  try {
+    if (sig.type === "Sr25519") ok = sr25519Verify(message, sigBytes, publicKey);
+    else if (sig.type === "Ed25519") ok = ed25519Verify(message, sigBytes, publicKey);
+  } catch {
+    // bytes that are not even a curve point are as bad as a wrong signature
+  }
   if (!ok) throw invalid("Transaction has a bad signature");
 
   const nonce = ext.nonce.toNumber();
