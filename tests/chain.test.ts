@@ -27,13 +27,13 @@ beforeAll(async () => {
   net = await startLocalnet({ port: 0, blockMs: BLOCK_MS, netuid: 3, miners: 3, weightsRateLimit: 20, log: quiet });
   chain = await connectChain({ network: net.url, log: quiet, timeoutMs: 10_000 });
   http = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(CODE) });
-});
+}, 60_000);
 
 afterAll(async () => {
   await chain?.close();
   await net?.stop();
   http?.stop(true);
-});
+}, 30_000);
 
 async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -224,8 +224,12 @@ describe("commit-reveal weights", () => {
 });
 
 describe("reconnect", () => {
-  test("killing the socket mid-submission reconnects and reports the outcome", async () => {
-    const miner = net.accounts.miners[1]!;
+  // Before the node has the extrinsic (it must be re-sent) and after the pool accepted it (it must be found).
+  test.each([
+    ["as it is sent", "submitting set_commitment", 1],
+    ["once the pool holds it", "set_commitment: waiting for inclusion", 2],
+  ])("killing the socket %s reconnects and reports the outcome", async (_when, trigger, minerIndex) => {
+    const miner = net.accounts.miners[minerIndex as number]!;
     const lines: string[] = [];
     let dropped = false;
     // Drop every connection the moment the client says it is sending.
@@ -233,7 +237,7 @@ describe("reconnect", () => {
       level: "debug",
       write: (line) => {
         lines.push(line);
-        if (!dropped && line.includes("submitting set_commitment")) {
+        if (!dropped && line.includes(trigger as string)) {
           dropped = true;
           net.dropConnections();
         }

@@ -86,7 +86,7 @@ export async function submitTracked(
 /** Sends an already-signed extrinsic and resolves with its inclusion, recovering across socket drops. */
 export async function submitSigned(conn: Connection, tx: SubmittableExtrinsic<"promise">, opts: SubmitOptions): Promise<Inclusion> {
   const { log, label } = opts;
-  const deadline = Date.now() + (opts.timeoutMs ?? 180_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
   await conn.whenConnected();
   const startBlock = (await conn.api.rpc.chain.getHeader()).number.toNumber();
   const hash = tx.hash.toHex();
