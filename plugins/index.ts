@@ -1,6 +1,7 @@
 // Every plugin by the name a config refers to it with (`{ use: "chain-reveals", options: {...} }`), for
 // loadConfig. A new plugin is one import and one line here.
 import type { PluginRegistry } from "../core/config.ts";
+import { dockerExecutor } from "./executors/docker.ts";
 import { processExecutor } from "./executors/process.ts";
 import { restSink } from "./sinks/rest.ts";
 import { chainWeights } from "./sinks/chain-weights.ts";
@@ -9,6 +10,6 @@ import { gistsSource } from "./sources/gists.ts";
 
 export const registry: PluginRegistry = {
   source: { "chain-reveals": chainReveals, gists: gistsSource },
-  executor: { process: processExecutor },
+  executor: { docker: dockerExecutor, process: processExecutor },
   sink: { "chain-weights": chainWeights, rest: restSink },
 };
