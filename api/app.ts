@@ -67,6 +67,12 @@ export async function openStoreForApi(path: string): Promise<Database> {
 
 const err = (error: string, message: string): ApiError => ({ error, message });
 
+/** `/api/submissions/:id` → a RegExp matching concrete paths of that route. */
+function routeRegExp(path: string): RegExp {
+  const escaped = path.replace(/[.*+?^$()|[\]\\{}]/g, "\\$&");
+  return new RegExp(`^${escaped.replace(/:[^/]+/g, "[^/]+")}$`);
+}
+
 const PATH_DOCS = {
   tags: [
     { name: "status", description: "liveness, overview and the validator's state" },
@@ -84,6 +90,8 @@ export async function createApp(opts: AppOptions) {
   const cors: CorsPolicy = { origins: opts.corsOrigins?.length ? opts.corsOrigins : ["*"] };
   const web = webAssets();
   const notFound = (id: string) => err("not_found", `no submission with id ${JSON.stringify(id)}`);
+  let patterns: RegExp[] | null = null;
+  const routePatterns = () => (patterns ??= app.routes.map((r) => routeRegExp(r.path)));
 
   const app = new Elysia({ name: "crusades-api" })
     .use(
@@ -131,8 +139,15 @@ export async function createApp(opts: AppOptions) {
         return err("bad_request", issues.join("; ") || `invalid ${error.type}`);
       }
       if (code === "NOT_FOUND") {
+        const path = new URL(request.url).pathname;
+        // A known path asked with another method is "method not allowed", not "not found".
+        if (request.method !== "GET" && request.method !== "HEAD" && routePatterns().some((re) => re.test(path))) {
+          set.status = 405;
+          set.headers.allow = "GET, HEAD, OPTIONS";
+          return err("method_not_allowed", `${path} only answers GET`);
+        }
         set.status = 404;
-        return err("not_found", `no route ${request.method} ${new URL(request.url).pathname}`);
+        return err("not_found", `no route ${request.method} ${path}`);
       }
       if (code === "PARSE") {
         set.status = 400;
