@@ -4,7 +4,7 @@
 import type { QueryableStorageEntry, SubmittableExtrinsicFunction } from "@polkadot/api/types";
 import type { KeyringPair } from "@polkadot/keyring/types";
 import type { Option, Vec, u16, u32, u64, bool, Bytes } from "@polkadot/types";
-import type { ITuple, Registry } from "@polkadot/types/types";
+import type { Codec, ITuple, Registry } from "@polkadot/types/types";
 import { compactFromU8a, compactToU8a, u8aConcat, u8aToHex } from "@polkadot/util";
 import { encodeAddress } from "@polkadot/util-crypto";
 import { createLogger, type Logger } from "../log.ts";
@@ -63,6 +63,18 @@ export type WeightsOutcome =
   | { status: "rate_limited"; nextBlock: number; lastUpdate: number; rateLimit: number };
 
 const DEFAULT_BLOCK_TIME = 12;
+
+// The shapes of the subtensor types read here; @polkadot/api ships no augmentation for subtensor.
+interface RegistrationCodec {
+  block: u32;
+  info: { fields: { isTimelockEncrypted: boolean; asTimelockEncrypted: { revealRound: u64 } }[] };
+}
+interface BeaconConfigCodec {
+  publicKey: Bytes;
+  genesisTime: u32;
+  period: u32;
+  hash: Codec;
+}
 
 /** The SCALE `String` encoding: what bittensor's commitment tools timelock and what the chain reveals. */
 export function encodeScaleText(text: string): Uint8Array {
@@ -164,7 +176,7 @@ export async function connectChain(opts: ChainOptions) {
       const lastOpt = last as Option<u32>;
       const committedBlock = lastOpt.isSome ? lastOpt.unwrap().toNumber() : null;
       let pending: CommitmentStatus["pending"] = null;
-      const reg = (of as Option<any>).unwrapOr(null);
+      const reg = (of as unknown as Option<RegistrationCodec & Codec>).unwrapOr(null);
       if (reg) {
         for (const field of reg.info.fields) {
           if (field.isTimelockEncrypted) {
@@ -205,7 +217,7 @@ export async function connectChain(opts: ChainOptions) {
     },
 
     async drandBeaconConfig(): Promise<BeaconInfo> {
-      const c = (await storage("drand", "beaconConfig")()) as any;
+      const c = (await storage("drand", "beaconConfig")()) as unknown as BeaconConfigCodec;
       return {
         publicKey: c.publicKey.toU8a(true),
         genesisTime: c.genesisTime.toNumber(),
