@@ -14,6 +14,13 @@ import { memoryLogger } from "../core/log.ts";
 import { encrypt, roundAfterBlocks } from "../core/timelock/index.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 
+// Subtensor has no api-augment package: @polkadot/api decorates storage and calls from the metadata
+// the node serves, at runtime, so the tests reach them untyped.
+// biome-ignore lint/suspicious/noExplicitAny: metadata-decorated, see above
+type Untyped = any;
+const q = (api: ApiPromise): Untyped => api.query;
+const calls = (api: ApiPromise): Untyped => api.tx;
+
 const keyring = new Keyring({ type: "sr25519", ss58Format: 42 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,26 +96,26 @@ describe("localnet over a real websocket", () => {
 
   test("@polkadot/api connects and reads metadata-derived storage", async () => {
     expect(api.runtimeVersion.specVersion.toNumber()).toBe(381);
-    expect(api.genesisHash.toHex()).toBe(net.genesisHash);
+    expect(api.genesisHash.toHex() as string).toBe(net.genesisHash);
     const netuid = net.netuid;
     const { owner, burn, validator, miners } = net.accounts;
-    expect((await api.query.subtensorModule.networksAdded(netuid)).toJSON()).toBe(true);
-    expect((await api.query.subtensorModule.subnetworkN(netuid)).toNumber()).toBe(3 + miners.length);
+    expect((await q(api).subtensorModule.networksAdded(netuid)).toJSON()).toBe(true);
+    expect((await q(api).subtensorModule.subnetworkN(netuid)).toNumber()).toBe(3 + miners.length);
     for (const a of [owner, burn, validator, ...miners]) {
-      expect((await api.query.subtensorModule.uids(netuid, a.ss58)).toJSON()).toBe(a.uid!);
+      expect((await q(api).subtensorModule.uids(netuid, a.ss58)).toJSON()).toBe(a.uid!);
     }
-    const keys = await api.query.subtensorModule.keys.entries(netuid);
-    const byUid = new Map(keys.map(([k, v]) => [Number(k.args[1]!.toString()), v.toString()]));
+    const keys = await q(api).subtensorModule.keys.entries(netuid);
+    const byUid = new Map(keys.map(([k, v]: [Untyped, Codec]) => [Number(k.args[1]!.toString()), v.toString()]));
     expect(byUid.get(1)).toBe(burn.ss58);
     expect(byUid.get(validator.uid!)).toBe(validator.ss58);
-    expect((await api.query.subtensorModule.validatorPermit(netuid)).toJSON()).toEqual([true, false, true, false, false, false]);
-    expect((await api.query.subtensorModule.weightsSetRateLimit(netuid)).toNumber()).toBe(5);
-    expect((await api.query.subtensorModule.commitRevealWeightsEnabled(netuid)).toJSON()).toBe(false);
-    expect((await api.query.commitments.maxSpace()).toNumber()).toBe(3100);
-    const beacon = (await api.query.drand.beaconConfig()) as Codec & { publicKey: Codec; genesisTime: Codec };
+    expect((await q(api).subtensorModule.validatorPermit(netuid)).toJSON()).toEqual([true, false, true, false, false, false]);
+    expect((await q(api).subtensorModule.weightsSetRateLimit(netuid)).toNumber()).toBe(5);
+    expect((await q(api).subtensorModule.commitRevealWeightsEnabled(netuid)).toJSON()).toBe(false);
+    expect((await q(api).commitments.maxSpace()).toNumber()).toBe(3100);
+    const beacon = await q(api).drand.beaconConfig();
     expect(beacon.publicKey.toHex()).toBe(net.beacon.publicKey);
     expect(beacon.genesisTime.toNumber()).toBe(1692803367);
-    const alice = (await api.query.system.account(owner.ss58)) as Codec & { data: { free: Codec } };
+    const alice = (await q(api).system.account(owner.ss58)) as Codec & { data: { free: Codec } };
     expect(BigInt(alice.data.free.toString())).toBeGreaterThan(0n);
     // Blocks keep coming, with real header hashes.
     const before = (await api.rpc.chain.getHeader()).number.toNumber();
@@ -117,7 +124,7 @@ describe("localnet over a real websocket", () => {
       return h.number.toNumber() >= before + 2 ? h : undefined;
     });
     expect(head.hash.toHex()).toBe((await api.rpc.chain.getBlockHash(head.number.toNumber())).toHex());
-    expect((await api.query.system.number()).toNumber()).toBeGreaterThanOrEqual(head.number.toNumber());
+    expect((await q(api).system.number()).toNumber()).toBeGreaterThanOrEqual(head.number.toNumber());
   });
 
   test("raw JSON-RPC: unknown methods and bad frames get errors at once, batches work", async () => {
@@ -143,16 +150,16 @@ describe("localnet over a real websocket", () => {
     const text = "0123456789abcdef0123456789abcdef:https://gist.githubusercontent.com/m/abc/raw/train.py";
     const round = roundAfterBlocks(1, 1); // a round a few seconds out
     const encrypted = encrypt(commitmentText(api, text), round, hexToU8a(net.beacon.publicKey));
-    const out = await send(api, api.tx.commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypted), reveal_round: round } }] }), miner);
+    const out = await send(api, calls(api).commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypted), reveal_round: round } }] }), miner);
     expect(out.error).toBeNull();
     expect(out.events).toContain("commitments.TimelockCommitment");
-    const reg = (await api.query.commitments.commitmentOf.at(out.blockHash, net.netuid, miner.address)) as Codec & { isSome: boolean };
+    const reg = (await q(api).commitments.commitmentOf.at(out.blockHash, net.netuid, miner.address)) as Codec & { isSome: boolean };
     expect(reg.isSome).toBe(true);
-    expect((await api.query.commitments.timelockedIndex.at(out.blockHash)).toJSON()).toEqual([[net.netuid, miner.address]]);
-    expect(((await api.query.commitments.revealedCommitments.at(out.blockHash, net.netuid, miner.address)) as Codec & { isNone: boolean }).isNone).toBe(true);
+    expect((await q(api).commitments.timelockedIndex.at(out.blockHash)).toJSON()).toEqual([[net.netuid, miner.address]]);
+    expect(((await q(api).commitments.revealedCommitments.at(out.blockHash, net.netuid, miner.address)) as Codec & { isNone: boolean }).isNone).toBe(true);
 
     const revealed = await until("the reveal", async () => {
-      const v = (await api.query.commitments.revealedCommitments(net.netuid, miner.address)) as Codec & { isSome: boolean; unwrap(): Codec };
+      const v = (await q(api).commitments.revealedCommitments(net.netuid, miner.address)) as Codec & { isSome: boolean; unwrap(): Codec };
       return v.isSome ? (v.unwrap() as unknown as [Codec, Codec][]) : undefined;
     });
     expect(revealed).toHaveLength(1);
@@ -160,41 +167,41 @@ describe("localnet over a real websocket", () => {
     expect(api.createType("Text", bytes.toU8a(true)).toString()).toBe(text);
     expect(Number(block.toString())).toBeGreaterThan(out.blockNumber);
     // The pulse that unlocked it is on chain and verifiable against the published beacon key.
-    const pulse = (await api.query.drand.pulses(round)) as Codec & { isSome: boolean };
+    const pulse = (await q(api).drand.pulses(round)) as Codec & { isSome: boolean };
     expect(pulse.isSome).toBe(true);
-    expect(((await api.query.commitments.commitmentOf(net.netuid, miner.address)) as Codec & { isNone: boolean }).isNone).toBe(true);
-    expect((await api.query.commitments.timelockedIndex()).toJSON()).toEqual([]);
+    expect(((await q(api).commitments.commitmentOf(net.netuid, miner.address)) as Codec & { isNone: boolean }).isNone).toBe(true);
+    expect((await q(api).commitments.timelockedIndex()).toJSON()).toEqual([]);
     // CommitmentRevealed is among the events of the reveal block.
     const revealHash = await api.rpc.chain.getBlockHash(Number(block.toString()));
-    const events = (await api.query.system.events.at(revealHash)) as unknown as { event: { section: string; method: string } }[];
+    const events = (await q(api).system.events.at(revealHash)) as unknown as { event: { section: string; method: string } }[];
     expect(events.map((e) => `${e.event.section}.${e.event.method}`)).toContain("commitments.CommitmentRevealed");
   }, 30_000);
 
   test("set_weights lands in Weights and LastUpdate, and the rate limit holds", async () => {
     const validator = keyring.addFromUri(net.accounts.validator.uri);
     const uid = net.accounts.validator.uid!;
-    const out = await send(api, api.tx.subtensorModule.setWeights(net.netuid, [1, 3], [65535, 21845], 9010001), validator);
+    const out = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1, 3], [65535, 21845], 9010001), validator);
     expect(out.error).toBeNull();
     expect(out.events).toContain("subtensorModule.WeightsSet");
-    expect((await api.query.subtensorModule.weights.at(out.blockHash, net.netuid, uid)).toJSON()).toEqual([
+    expect((await q(api).subtensorModule.weights.at(out.blockHash, net.netuid, uid)).toJSON()).toEqual([
       [1, 65535],
       [3, 21845],
     ]);
-    const last = (await api.query.subtensorModule.lastUpdate.at(out.blockHash, net.netuid)).toJSON() as number[];
+    const last = (await q(api).subtensorModule.lastUpdate.at(out.blockHash, net.netuid)).toJSON() as number[];
     expect(last[uid]).toBe(out.blockNumber);
     // Values are max-upscaled like the chain does: only ratios matter.
-    const again = await send(api, api.tx.subtensorModule.setWeights(net.netuid, [1], [7], 0), validator);
+    const again = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1], [7], 0), validator);
     expect(again.error).toBe("subtensorModule.SettingWeightsTooFast");
     await until("the rate limit to pass", async () => (net.block() >= out.blockNumber + 5 ? true : undefined));
-    const later = await send(api, api.tx.subtensorModule.setWeights(net.netuid, [1], [7], 0), validator);
+    const later = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1], [7], 0), validator);
     expect(later.error).toBeNull();
-    expect((await api.query.subtensorModule.weights.at(later.blockHash, net.netuid, uid)).toJSON()).toEqual([[1, 65535]]);
+    expect((await q(api).subtensorModule.weights.at(later.blockHash, net.netuid, uid)).toJSON()).toEqual([[1, 65535]]);
   }, 30_000);
 
   test("a bad signature is refused by the pool with 1010", async () => {
     const dave = keyring.addFromUri("//Dave");
     const eve = keyring.addFromUri("//Eve");
-    const tx = api.tx.balances.transferKeepAlive(net.accounts.others[1]!.ss58, 1_000_000_000n);
+    const tx = calls(api).balances.transferKeepAlive(net.accounts.others[1]!.ss58, 1_000_000_000n);
     await tx.signAsync(dave);
     const signed = hexToU8a(tx.toHex());
     const at = (needle: Uint8Array) => {
@@ -215,31 +222,31 @@ describe("localnet over a real websocket", () => {
 
   test("a stale nonce is refused as outdated", async () => {
     const ferdie = keyring.addFromUri("//Ferdie");
-    const first = await send(api, api.tx.balances.transferKeepAlive(net.accounts.others[0]!.ss58, 2_000_000_000n), ferdie);
+    const first = await send(api, calls(api).balances.transferKeepAlive(net.accounts.others[0]!.ss58, 2_000_000_000n), ferdie);
     expect(first.error).toBeNull();
-    await expect(api.tx.balances.transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n).signAndSend(ferdie, { nonce: 0 })).rejects.toThrow(
+    await expect(calls(api).balances.transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n).signAndSend(ferdie, { nonce: 0 })).rejects.toThrow(
       /1010: Invalid Transaction: Transaction is outdated/,
     );
   });
 
   test("an unregistered hotkey gets the pallets' real errors", async () => {
     const dave = keyring.addFromUri("//Dave");
-    const c = await send(api, api.tx.commitments.setCommitment(net.netuid, { fields: [{ Raw10: "0x00112233445566778899" }] }), dave);
+    const c = await send(api, calls(api).commitments.setCommitment(net.netuid, { fields: [{ Raw10: "0x00112233445566778899" }] }), dave);
     expect(c.error).toBe("commitments.AccountNotAllowedCommit");
     expect(c.events).toContain("system.ExtrinsicFailed");
-    const w = await send(api, api.tx.subtensorModule.setWeights(net.netuid, [1], [65535], 0), dave);
+    const w = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1], [65535], 0), dave);
     expect(w.error).toBe("subtensorModule.HotKeyNotRegisteredInSubNet");
   });
 
   test("oversize commitments: the 1024-byte bound at decode, then MaxSpace per epoch", async () => {
     const miner = keyring.addFromUri(net.accounts.miners[1]!.uri);
-    const tooBig = api.tx.commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(new Uint8Array(1025)), reveal_round: 1 } }] });
+    const tooBig = calls(api).commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(new Uint8Array(1025)), reveal_round: 1 } }] });
     await expect(send(api, tooBig, miner)).rejects.toThrow(/1002: Verification Error: Could not decode extrinsic: .*1025 bytes.*at most 1024/);
     // Four 1000-byte commitments in one block: the fourth passes MaxSpace (3100) and fails on chain.
     const base = (await api.rpc.system.accountNextIndex(miner.address)).toNumber();
     const outcomes = await Promise.all(
       [0, 1, 2, 3].map((i) =>
-        send(api, api.tx.commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(new Uint8Array(1000).fill(i)), reveal_round: 1 } }] }), miner, { nonce: base + i }),
+        send(api, calls(api).commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(new Uint8Array(1000).fill(i)), reveal_round: 1 } }] }), miner, { nonce: base + i }),
       ),
     );
     expect(outcomes.map((o) => o.error)).toEqual([null, null, null, "commitments.SpaceLimitExceeded"]);
@@ -247,22 +254,22 @@ describe("localnet over a real websocket", () => {
 
   test("calls the localnet does not implement fail with a module error, not a hang", async () => {
     const eve = keyring.addFromUri("//Eve");
-    const out = await send(api, api.tx.system.remark("0x01"), eve);
+    const out = await send(api, calls(api).system.remark("0x01"), eve);
     expect(out.error).toBe("system.CallFiltered");
   });
 
   test("a transfer moves funds, charges a fee and emits Transfer", async () => {
     const eve = keyring.addFromUri("//Eve");
     const to = keyring.addFromUri("//Transfer//Target");
-    const before = (await api.query.system.account(eve.address)) as Codec & { data: { free: Codec } };
-    const out = await send(api, api.tx.balances.transferAllowDeath(to.address, 5_000_000_000n), eve);
+    const before = (await q(api).system.account(eve.address)) as Codec & { data: { free: Codec } };
+    const out = await send(api, calls(api).balances.transferAllowDeath(to.address, 5_000_000_000n), eve);
     expect(out.error).toBeNull();
     expect(out.events).toEqual(expect.arrayContaining(["balances.Transfer", "balances.Endowed", "system.NewAccount", "transactionPayment.TransactionFeePaid"]));
-    const dest = (await api.query.system.account.at(out.blockHash, to.address)) as Codec & { data: { free: Codec } };
+    const dest = (await q(api).system.account.at(out.blockHash, to.address)) as Codec & { data: { free: Codec } };
     expect(BigInt(dest.data.free.toString())).toBe(5_000_000_000n);
-    const after = (await api.query.system.account.at(out.blockHash, eve.address)) as Codec & { data: { free: Codec } };
+    const after = (await q(api).system.account.at(out.blockHash, eve.address)) as Codec & { data: { free: Codec } };
     const spent = BigInt(before.data.free.toString()) - BigInt(after.data.free.toString());
-    const info = await api.tx.balances.transferAllowDeath(to.address, 5_000_000_000n).paymentInfo(eve);
+    const info = await calls(api).balances.transferAllowDeath(to.address, 5_000_000_000n).paymentInfo(eve);
     expect(spent).toBeGreaterThan(5_000_000_000n);
     expect(info.partialFee.toBigInt()).toBeGreaterThan(0n);
   });
@@ -272,7 +279,7 @@ describe("localnet over a real websocket", () => {
     const birth = net.block();
     const blockHash = (await api.rpc.chain.getBlockHash(birth)).toHex();
     const signed = () => {
-      const tx = api.tx.balances.transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n);
+      const tx = calls(api).balances.transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n);
       return tx.signAsync(eve, { blockHash, era: api.createType("ExtrinsicEra", { current: birth, period: 4 }) });
     };
     const early = await signed();
@@ -287,9 +294,9 @@ describe("localnet over a real websocket", () => {
     const eve = keyring.addFromUri("//Eve");
     const seen: string[] = [];
     await new Promise<void>((resolve, reject) => {
-      api.tx.balances
+      calls(api).balances
         .transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n)
-        .signAndSend(eve, (r) => {
+        .signAndSend(eve, (r: Untyped) => {
           seen.push(r.status.type);
           if (r.status.isFinalized) resolve();
         })
@@ -306,7 +313,7 @@ describe("localnet over a real websocket", () => {
     await api.isReady;
     const n = await until("a read after reconnect", async () => {
       try {
-        return (await api.query.system.number()).toNumber();
+        return (await q(api).system.number()).toNumber();
       } catch {
         return undefined;
       }
@@ -322,12 +329,12 @@ describe("commit-reveal weights", () => {
     try {
       const owner = keyring.addFromUri(net.accounts.owner.uri);
       const validator = keyring.addFromUri(net.accounts.validator.uri);
-      const enable = await send(api, api.tx.adminUtils.sudoSetCommitRevealWeightsEnabled(net.netuid, true), owner);
+      const enable = await send(api, calls(api).adminUtils.sudoSetCommitRevealWeightsEnabled(net.netuid, true), owner);
       expect(enable.error).toBeNull();
-      const direct = await send(api, api.tx.subtensorModule.setWeights(net.netuid, [1], [65535], 0), validator);
+      const direct = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1], [65535], 0), validator);
       expect(direct.error).toBe("subtensorModule.CommitRevealEnabled");
       // A non-owner may not flip it.
-      expect((await send(api, api.tx.adminUtils.sudoSetCommitRevealWeightsEnabled(net.netuid, false), validator)).error).toBe("BadOrigin");
+      expect((await send(api, calls(api).adminUtils.sudoSetCommitRevealWeightsEnabled(net.netuid, false), validator)).error).toBe("BadOrigin");
 
       const payload = api
         .createType('{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}', {
@@ -339,13 +346,13 @@ describe("commit-reveal weights", () => {
         .toU8a();
       const round = roundAfterBlocks(0, 0) + 1n;
       const commit = encrypt(payload, round, hexToU8a(net.beacon.publicKey));
-      const out = await send(api, api.tx.subtensorModule.commitTimelockedWeights(net.netuid, u8aToHex(commit), round, 4), validator);
+      const out = await send(api, calls(api).subtensorModule.commitTimelockedWeights(net.netuid, u8aToHex(commit), round, 4), validator);
       expect(out.error).toBeNull();
       expect(out.events).toContain("subtensorModule.TimelockedWeightsCommitted");
       const uid = net.accounts.validator.uid!;
-      expect((await api.query.subtensorModule.weights.at(out.blockHash, net.netuid, uid)).toJSON()).toEqual([]);
+      expect((await q(api).subtensorModule.weights.at(out.blockHash, net.netuid, uid)).toJSON()).toEqual([]);
       const weights = await until("the weights reveal", async () => {
-        const w = (await api.query.subtensorModule.weights(net.netuid, uid)).toJSON() as [number, number][];
+        const w = (await q(api).subtensorModule.weights(net.netuid, uid)).toJSON() as [number, number][];
         return w.length ? w : undefined;
       });
       expect(weights).toEqual([
@@ -353,7 +360,7 @@ describe("commit-reveal weights", () => {
         [4, 32768],
       ]);
       // A wrong commit-reveal version is the real module error.
-      const wrong = await send(api, api.tx.subtensorModule.commitTimelockedWeights(net.netuid, u8aToHex(commit), round + 100n, 3), validator);
+      const wrong = await send(api, calls(api).subtensorModule.commitTimelockedWeights(net.netuid, u8aToHex(commit), round + 100n, 3), validator);
       expect(wrong.error).toBe("subtensorModule.IncorrectCommitRevealVersion");
     } finally {
       await api.disconnect();
@@ -370,7 +377,7 @@ describe("--state", () => {
       const first = await startLocalnet({ blockMs: 0, statePath, log: memoryLogger() });
       const miner = keyring.addFromUri(first.accounts.miners[0]!.uri);
       const api = await connect(first.url);
-      const done = send(api, api.tx.commitments.setCommitment(first.netuid, { fields: [{ Raw4: "0xdeadbeef" }] }), miner);
+      const done = send(api, calls(api).commitments.setCommitment(first.netuid, { fields: [{ Raw4: "0xdeadbeef" }] }), miner);
       await until("the pool", async () => (first.chain.pending().length ? true : undefined));
       first.produceBlock();
       first.produceBlock();
@@ -388,11 +395,11 @@ describe("--state", () => {
         expect(second.beacon.publicKey).toBe(first.beacon.publicKey);
         second.produceBlock();
         const api2 = await connect(second.url);
-        const reg = (await api2.query.commitments.commitmentOf(second.netuid, miner.address)) as Codec & { isSome: boolean };
+        const reg = (await q(api2).commitments.commitmentOf(second.netuid, miner.address)) as Codec & { isSome: boolean };
         expect(reg.isSome).toBe(true);
         expect((await api2.rpc.system.accountNextIndex(miner.address)).toNumber()).toBe(1);
         expect((await api2.rpc.chain.getHeader()).number.toNumber()).toBe(best + 1);
-        expect((await api2.rpc.chain.getBlockHash(out.blockNumber)).toHex()).toBe(out.blockHash);
+        expect((await api2.rpc.chain.getBlockHash(out.blockNumber)).toHex() as string).toBe(out.blockHash);
         await api2.disconnect();
       } finally {
         await second.stop();

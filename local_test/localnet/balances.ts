@@ -52,10 +52,9 @@ export function endow(ctx: BlockContext, who: string, amount: bigint): void {
   }
 }
 
-/** Withdraws a transaction fee before dispatch; an account that cannot pay never reaches the call. */
+/** Withdraws a transaction fee before dispatch (the caller has checked the account can pay). */
 export function chargeFee(ctx: BlockContext, who: string, fee: bigint): void {
   const a = account(ctx.state, who);
-  if (a.data.free < fee) throw new Error("Inability to pay some fees (e.g. account balance too low)");
   writeAccount(ctx.state, who, { ...a, data: { ...a.data, free: a.data.free - fee } });
   ctx.deposit("Balances", "Withdraw", [who, fee]);
   ctx.deposit("TransactionPayment", "TransactionFeePaid", [who, fee, 0]);

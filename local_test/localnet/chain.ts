@@ -6,7 +6,7 @@ import type { Header } from "@polkadot/types/interfaces";
 import { u8aConcat, u8aToHex } from "@polkadot/util";
 import { blake2AsU8a } from "@polkadot/util-crypto";
 import type { Logger } from "../../core/log.ts";
-import { chargeFee, feeFor, incrementNonce } from "./balances.ts";
+import { account, chargeFee, feeFor, incrementNonce } from "./balances.ts";
 import { revealTimelockedCommitments } from "./commitments.ts";
 import { BlockContext, DispatchFailure } from "./context.ts";
 import { dispatch, paysFee } from "./dispatch.ts";
@@ -171,40 +171,24 @@ export class Chain implements ChainView {
     ctx.deposit("System", "ExtrinsicSuccess", [dispatchInfo(true, false)]);
     extrinsics.push(inherent.toU8a());
 
-    for (const tx of [...this.#pool]) {
-      const nonce = this.nextNonceOnChain(tx.signer);
-      if (tx.nonce > nonce) continue; // future: waits for its predecessor
-      this.#pool.splice(this.#pool.indexOf(tx), 1);
-      if (tx.nonce < nonce || number > tx.deathBlock) {
-        this.#status(tx.hash, { invalid: tx.nonce < nonce ? "Transaction is outdated" : "Transaction has an ancient birth block" });
-        this.#watchers.delete(tx.hash);
-        continue;
+    // Passes over the pool until one includes nothing, so a nonce that became ready in this block
+    // (its predecessor just landed) lands here too, as a node's ready queue would have it.
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (const tx of [...this.#pool]) {
+        const nonce = this.nextNonceOnChain(tx.signer);
+        if (tx.nonce > nonce && number <= tx.deathBlock) continue; // future: waits for its predecessor
+        this.#pool.splice(this.#pool.indexOf(tx), 1);
+        if (tx.nonce < nonce || number > tx.deathBlock) {
+          this.#status(tx.hash, { invalid: number > tx.deathBlock ? "Transaction has an ancient birth block" : "Transaction is outdated" });
+          this.#watchers.delete(tx.hash);
+          continue;
+        }
+        if (!this.#apply(ctx, tx, extrinsics.length)) continue;
+        progress = true;
+        extrinsics.push(tx.bytes);
+        included.push(tx);
       }
-      ctx.phase = { ApplyExtrinsic: extrinsics.length };
-      try {
-        incrementNonce(s, tx.signer);
-        if (tx.fee > 0n) chargeFee(ctx, tx.signer, tx.fee);
-      } catch (error) {
-        this.#status(tx.hash, { invalid: (error as Error).message });
-        this.#watchers.delete(tx.hash);
-        continue;
-      }
-      const mark = ctx.eventCount;
-      const pays = paysFee(tx.call);
-      try {
-        s.transaction(() => dispatch(ctx, tx.signer, tx.ext.method));
-        ctx.deposit("System", "ExtrinsicSuccess", [dispatchInfo(false, pays)]);
-      } catch (error) {
-        ctx.truncateEvents(mark);
-        const failure =
-          error instanceof DispatchFailure ? error : new DispatchFailure({ Other: null }, `localnet bug: ${(error as Error).stack ?? error}`);
-        if (!(error instanceof DispatchFailure)) this.log.error("dispatch threw", { call: tx.call, error: failure.message });
-        const errType = this.runtime.eventFieldType("System", "ExtrinsicFailed", 0);
-        ctx.deposit("System", "ExtrinsicFailed", [this.runtime.registry.createType(errType, failure.error), dispatchInfo(false, pays)]);
-        this.log.info("extrinsic failed", { call: tx.call, error: failure.message });
-      }
-      extrinsics.push(tx.bytes);
-      included.push(tx);
     }
 
     s.setRaw(u8aToHex(this.runtime.key("system", "events")), ctx.encodedEvents());
@@ -213,10 +197,41 @@ export class Chain implements ChainView {
     return block;
   }
 
+  /**
+   * Pre-dispatch (nonce, fee) always sticks; the call itself is all-or-nothing with its events.
+   * False when the fee can no longer be paid: the transaction is invalid and not included.
+   */
+  #apply(ctx: BlockContext, tx: ValidTx, index: number): boolean {
+    const s = this.state;
+    if (account(s, tx.signer).data.free < tx.fee) {
+      this.#status(tx.hash, { invalid: "Inability to pay some fees (e.g. account balance too low)" });
+      this.#watchers.delete(tx.hash);
+      return false;
+    }
+    ctx.phase = { ApplyExtrinsic: index };
+    incrementNonce(s, tx.signer);
+    if (tx.fee > 0n) chargeFee(ctx, tx.signer, tx.fee);
+    const mark = ctx.eventCount;
+    const pays = paysFee(tx.call);
+    try {
+      s.transaction(() => dispatch(ctx, tx.signer, tx.ext.method));
+      ctx.deposit("System", "ExtrinsicSuccess", [dispatchInfo(false, pays)]);
+    } catch (error) {
+      ctx.truncateEvents(mark);
+      const failure =
+        error instanceof DispatchFailure ? error : new DispatchFailure({ Other: null }, `localnet bug: ${(error as Error).stack ?? error}`);
+      if (!(error instanceof DispatchFailure)) this.log.error("dispatch threw", { call: tx.call, error: failure.message });
+      const errType = this.runtime.eventFieldType("System", "ExtrinsicFailed", 0);
+      ctx.deposit("System", "ExtrinsicFailed", [this.runtime.registry.createType(errType, failure.error), dispatchInfo(false, pays)]);
+      this.log.info("extrinsic failed", { call: tx.call, error: failure.message });
+    }
+    return true;
+  }
+
   #seal(number: number, parentHash: Hex, extrinsics: Uint8Array[], included: ValidTx[]): Block {
     const changedKeys = this.state.takeChanges();
     const stateRoot = blake2AsU8a(u8aConcat(...[...this.state.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).flatMap(([k, v]) => [new TextEncoder().encode(k), v])));
-    const header = this.runtime.registry.createType("Header", {
+    const header: Header = this.runtime.registry.createType("Header", {
       parentHash,
       number,
       stateRoot,
@@ -225,7 +240,7 @@ export class Chain implements ChainView {
     });
     const block: Block = {
       number,
-      hash: header.hash.toHex(),
+      hash: header.hash.toHex() as Hex,
       header,
       extrinsics: extrinsics.map((e) => u8aToHex(e) as Hex),
       state: this.state.snapshot(),

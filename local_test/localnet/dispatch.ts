@@ -1,6 +1,5 @@
 // Routes a signed call to the pallet code that implements it. A call the localnet does not implement
 // fails like a call the runtime's filter blocks (System.CallFiltered): a module error, never a hang.
-import type { Call } from "@polkadot/types/interfaces";
 import type { Codec } from "@polkadot/types/types";
 import { u8aToHex } from "@polkadot/util";
 import { transfer } from "./balances.ts";
@@ -34,7 +33,7 @@ const HANDLERS: Record<string, Handler> = {
 
 export const SUPPORTED_CALLS = Object.keys(HANDLERS);
 
-export function dispatch(ctx: BlockContext, who: string, call: Call): void {
+export function dispatch(ctx: BlockContext, who: string, call: { section: string; method: string; args: Codec[] }): void {
   const name = `${call.section}.${call.method}`;
   const handler = HANDLERS[name];
   if (!handler) ctx.fail("System", "CallFiltered", `${name} is not implemented by the localnet (supported: ${SUPPORTED_CALLS.join(", ")})`);

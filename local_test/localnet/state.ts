@@ -63,13 +63,13 @@ export class State {
   /** Runs fn; if it throws, every write it made is undone (a failed dispatch changes nothing). */
   transaction<T>(fn: () => T): T {
     if (this.#journal) return fn();
-    this.#journal = [];
+    const journal: [string, Uint8Array | undefined][] = [];
+    this.#journal = journal;
     try {
       const out = fn();
       this.#journal = null;
       return out;
     } catch (error) {
-      const journal = this.#journal;
       this.#journal = null;
       for (let i = journal.length - 1; i >= 0; i--) {
         const [key, old] = journal[i]!;

@@ -14,6 +14,7 @@ const MAX_UNREVEALED_COMMITS = 10;
 export const MAX_WEIGHTS_COMMIT_BYTES = 5000;
 
 const num = (c: Codec | undefined) => Number(c?.toString() ?? 0);
+const isTrue = (c: Codec | undefined) => (c as (Codec & { isTrue: boolean }) | undefined)?.isTrue === true;
 const big = (c: Codec | undefined) => BigInt(c?.toString() ?? 0);
 
 /** The legacy epoch counter (specs before 424, which includes the served metadata): (block+netuid+1)/(tempo+1). */
@@ -44,10 +45,10 @@ function maxUpscale(values: number[]): number[] {
 
 /** do_set_weights minus the commit-reveal gate; `checkRateLimit` is false for a timelocked reveal. */
 function applyWeights(ctx: BlockContext, who: string, netuid: number, uids: number[], values: number[], versionKey: bigint, checkRateLimit: boolean): void {
-  const fail = (name: string, detail?: string) => ctx.fail("SubtensorModule", name, detail);
+  const fail: (name: string, detail?: string) => never = (name, detail) => ctx.fail("SubtensorModule", name, detail);
   if (netuid === 0) fail("CanNotSetRootNetworkWeights");
   if (uids.length !== values.length) fail("WeightVecNotEqualSize", `${uids.length} uids, ${values.length} weights`);
-  if (!ctx.state.must("subtensorModule", "networksAdded", netuid).isTrue) fail("MechanismDoesNotExist", `netuid ${netuid} does not exist`);
+  if (!isTrue(ctx.state.must("subtensorModule", "networksAdded", netuid))) fail("MechanismDoesNotExist", `netuid ${netuid} does not exist`);
   const n = num(ctx.state.must("subtensorModule", "subnetworkN", netuid));
   if (uids.length > n) fail("UidsLengthExceedUidsInSubNet", `${uids.length} uids, subnet has ${n}`);
   const uid = uidOf(ctx, netuid, who);
@@ -65,7 +66,7 @@ function applyWeights(ctx: BlockContext, who: string, netuid: number, uids: numb
   }
   const selfWeight = uids.length === 1 && uids[0] === uid;
   const owner = u8aToHex(ctx.state.must("subtensorModule", "subnetOwnerHotkey", netuid).toU8a()) === who;
-  const permit = vec(ctx, "validatorPermit", netuid)[uid]?.isTrue ?? false;
+  const permit = isTrue(vec(ctx, "validatorPermit", netuid)[uid]);
   if (!selfWeight && !owner && !permit) fail("NeuronNoValidatorPermit", `uid ${uid} has no validator permit`);
   if (new Set(uids).size !== uids.length) fail("DuplicateUids");
   if (uids.some((u) => u >= n)) fail("UidVecContainInvalidOne", `subnet has uids 0..${n - 1}`);
@@ -83,17 +84,17 @@ function applyWeights(ctx: BlockContext, who: string, netuid: number, uids: numb
 }
 
 export function setWeights(ctx: BlockContext, who: string, netuid: number, uids: number[], values: number[], versionKey: bigint): void {
-  if (ctx.state.must("subtensorModule", "commitRevealWeightsEnabled", netuid).isTrue) {
+  if (isTrue(ctx.state.must("subtensorModule", "commitRevealWeightsEnabled", netuid))) {
     ctx.fail("SubtensorModule", "CommitRevealEnabled", "this subnet takes weights through commit_timelocked_weights");
   }
   applyWeights(ctx, who, netuid, uids, values, versionKey, true);
 }
 
 export function commitTimelockedWeights(ctx: BlockContext, who: string, netuid: number, commit: Uint8Array, revealRound: bigint, version: number): void {
-  const fail = (name: string, detail?: string) => ctx.fail("SubtensorModule", name, detail);
+  const fail: (name: string, detail?: string) => never = (name, detail) => ctx.fail("SubtensorModule", name, detail);
   const expected = num(ctx.state.must("subtensorModule", "commitRevealWeightsVersion"));
   if (version !== expected) fail("IncorrectCommitRevealVersion", `version ${version}, the chain expects ${expected}`);
-  if (!ctx.state.must("subtensorModule", "commitRevealWeightsEnabled", netuid).isTrue) fail("CommitRevealDisabled");
+  if (!isTrue(ctx.state.must("subtensorModule", "commitRevealWeightsEnabled", netuid))) fail("CommitRevealDisabled");
   const uid = uidOf(ctx, netuid, who);
   if (uid === undefined) fail("HotKeyNotRegisteredInSubNet", `hotkey is not registered on netuid ${netuid}`);
   const lastUpdate = vec(ctx, "lastUpdate", netuid).map(big);
@@ -208,7 +209,7 @@ function netuids(ctx: BlockContext): number[] {
 /** AdminUtils setters a subnet owner may call; anything else there is root-only on the real chain. */
 export function adminSet(ctx: BlockContext, who: string, call: string, netuid: number, value: Codec): void {
   const owner = u8aToHex(ctx.state.must("subtensorModule", "subnetOwner", netuid).toU8a());
-  if (!ctx.state.must("subtensorModule", "networksAdded", netuid).isTrue) ctx.fail("AdminUtils", "SubnetDoesNotExist");
+  if (!isTrue(ctx.state.must("subtensorModule", "networksAdded", netuid))) ctx.fail("AdminUtils", "SubnetDoesNotExist");
   if (owner !== who) ctx.badOrigin(`only the owner of netuid ${netuid} may call AdminUtils.${call}`);
   if (call === "sudo_set_commit_reveal_weights_enabled") {
     ctx.state.put("subtensorModule", "commitRevealWeightsEnabled", [netuid], value);

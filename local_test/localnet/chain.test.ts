@@ -1,0 +1,165 @@
+// Block-by-block semantics, without a socket: blocks are sealed by hand at chosen times, so the reveal
+// rules of chain-spec §1.6 and the pool's nonce handling can be pinned to exact blocks.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { Keyring } from "@polkadot/keyring";
+import type { KeyringPair } from "@polkadot/keyring/types";
+import type { Codec } from "@polkadot/types/types";
+import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { memoryLogger } from "../../core/log.ts";
+import { encrypt } from "../../core/timelock/index.ts";
+import type { Block } from "./chain.ts";
+import { roundAt } from "./drand.ts";
+import { startLocalnet, type Localnet } from "./localnet.ts";
+
+const keyring = new Keyring({ type: "sr25519", ss58Format: 42 });
+
+let net: Localnet;
+let now: number;
+let miner: KeyringPair;
+
+beforeEach(async () => {
+  net = await startLocalnet({ blockMs: 0, tempo: 360, log: memoryLogger() });
+  now = Date.now();
+  miner = keyring.addFromUri(net.accounts.miners[0]!.uri);
+});
+afterEach(async () => {
+  await net.stop();
+});
+
+const runtime = () => net.chain.runtime;
+const state = () => net.chain.state;
+const hex = (pair: KeyringPair) => u8aToHex(pair.publicKey);
+
+/** A signed extrinsic built with the served registry, as a client would send it. */
+function signed(pair: KeyringPair, call: (tx: Record<string, Record<string, (...a: unknown[]) => Codec>>) => Codec, nonce: number, era?: { current: number; period: number }) {
+  const r = runtime();
+  const ext = r.registry.createType("Extrinsic", call(r.decorated.tx as never));
+  ext.sign(pair, {
+    // A mortal era's checkpoint is its birth block, which for {current, period} is `current`.
+    blockHash: era ? net.chain.hashAt(era.current)! : net.genesisHash,
+    genesisHash: net.genesisHash,
+    nonce,
+    era: era ? r.registry.createType("ExtrinsicEra", era) : undefined,
+    runtimeVersion: { specVersion: r.version.specVersion, transactionVersion: r.version.transactionVersion } as never,
+    signedExtensions: r.registry.signedExtensions,
+  } as never);
+  return ext.toU8a();
+}
+
+function block(atMs = now): Block {
+  now = atMs;
+  return net.chain.produceBlock(atMs);
+}
+
+function events(b: Block): string[] {
+  const raw = b.state!.get(u8aToHex(runtime().key("system", "events")));
+  const list = runtime().registry.createType(runtime().valueType("system", "events"), raw) as unknown as { event: { section: string; method: string } }[];
+  return list.map((e) => `${e.event.section}.${e.event.method}`);
+}
+
+const commitTimelocked = (pair: KeyringPair, nonce: number, round: bigint, plaintext: Uint8Array, beacon = net.beacon.publicKey) =>
+  signed(
+    pair,
+    (tx) => tx.commitments!.setCommitment!(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypt(plaintext, round, hexToU8a(beacon))), reveal_round: round } }] }),
+    nonce,
+  );
+
+const revealed = () => state().get("commitments", "revealedCommitments", net.netuid, hex(miner)) as (Codec & Iterable<[Codec, Codec]>) | undefined;
+
+describe("timelocked commitments (chain-spec §1.6)", () => {
+  test("nothing is revealed before the pulse; the block after the pulse lands reveals it", () => {
+    const round = roundAt(now) + 4n; // about 12 s ahead
+    net.chain.submit(commitTimelocked(miner, 0, round, new TextEncoder().encode("hello")));
+    const committed = block();
+    expect(events(committed)).toContain("commitments.TimelockCommitment");
+    block(now + 1000);
+    expect(revealed()).toBeUndefined();
+    const pulsed = block(now + 12_000);
+    expect(events(pulsed)).toContain("drand.NewPulse");
+    expect(state().has("drand", "pulses", round)).toBe(true);
+    expect(revealed()).toBeUndefined(); // on_initialize ran before the pulse arrived in this block
+    const next = block(now + 100);
+    expect(events(next)).toContain("commitments.CommitmentRevealed");
+    const [[bytes, at]] = [...revealed()!] as [Codec, Codec][];
+    expect(new TextDecoder().decode(bytes!.toU8a(true))).toBe("hello");
+    expect(Number(at!.toString())).toBe(next.number);
+    expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
+    expect(state().get("commitments", "lastCommitment", net.netuid, hex(miner))?.toString()).toBe(String(committed.number));
+  });
+
+  test("a newer commitment replaces a pending ciphertext, which then never reveals", () => {
+    const round = roundAt(now) + 2n;
+    net.chain.submit(commitTimelocked(miner, 0, round, new TextEncoder().encode("first")));
+    block();
+    net.chain.submit(signed(miner, (tx) => tx.commitments!.setCommitment!(net.netuid, { fields: [{ Raw3: "0x616263" }] }), 1));
+    expect(events(block())).toContain("commitments.Commitment");
+    expect(state().must("commitments", "timelockedIndex").toJSON()).toEqual([]);
+    block(now + 10_000);
+    block(now + 100);
+    expect(revealed()).toBeUndefined();
+  });
+
+  test("a ciphertext for another beacon key is dropped silently, as the chain does", () => {
+    const round = roundAt(now) + 1n;
+    const otherBeacon = "0x83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a";
+    net.chain.submit(commitTimelocked(miner, 0, round, new TextEncoder().encode("quicknet, not ours"), otherBeacon));
+    block();
+    block(now + 6000);
+    const b = block(now + 100);
+    expect(events(b)).not.toContain("commitments.CommitmentRevealed");
+    expect(revealed()).toBeUndefined();
+    expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
+    expect(state().must("commitments", "timelockedIndex").toJSON()).toEqual([]);
+  });
+
+  test("RevealedCommitments keeps the last 10 reveals, oldest first", () => {
+    for (let i = 0; i < 11; i++) {
+      net.chain.submit(commitTimelocked(miner, i, roundAt(now), new TextEncoder().encode(`reveal ${i}`)));
+      block(now + 3000);
+      block(now + 100);
+    }
+    const list = [...revealed()!].map(([b]) => new TextDecoder().decode(b.toU8a(true)));
+    expect(list).toHaveLength(10);
+    expect(list[0]).toBe("reveal 1");
+    expect(list[9]).toBe("reveal 10");
+  });
+});
+
+describe("the pool", () => {
+  test("a future nonce waits for its predecessor, then both land in order", () => {
+    const dave = keyring.addFromUri("//Dave");
+    const to = net.accounts.others[1]!.ss58;
+    net.chain.submit(signed(dave, (tx) => tx.balances!.transferKeepAlive!(to, 1_000_000_000n), 1));
+    const first = block();
+    expect(first.extrinsics).toHaveLength(1); // only the timestamp inherent
+    expect(net.chain.pending()).toHaveLength(1);
+    net.chain.submit(signed(dave, (tx) => tx.balances!.transferKeepAlive!(to, 1_000_000_000n), 0));
+    const second = block();
+    expect(second.extrinsics).toHaveLength(3);
+    expect(net.chain.nextNonceOnChain(hex(dave))).toBe(2);
+  });
+
+  test("the same sender and nonce twice is refused with 1014; the same bytes twice with 1013", () => {
+    const dave = keyring.addFromUri("//Dave");
+    const a = signed(dave, (tx) => tx.balances!.transferKeepAlive!(net.accounts.others[1]!.ss58, 1_000_000_000n), 0);
+    const b = signed(dave, (tx) => tx.balances!.transferKeepAlive!(net.accounts.others[1]!.ss58, 2_000_000_000n), 0);
+    net.chain.submit(a);
+    expect(() => net.chain.submit(a)).toThrow(/Already Imported/);
+    expect(() => net.chain.submit(b)).toThrow(/Priority is too low/);
+  });
+
+  test("a mortal transaction that expires in the pool is dropped as invalid", () => {
+    const dave = keyring.addFromUri("//Dave");
+    block();
+    const statuses: unknown[] = [];
+    // Nonce 1 cannot land before nonce 0, so it sits in the pool while its 4-block era runs out.
+    net.chain.submit(signed(dave, (tx) => tx.balances!.transferKeepAlive!(net.accounts.others[1]!.ss58, 1_000_000_000n), 1, { current: 1, period: 4 }), (s) =>
+      statuses.push(s),
+    );
+    for (let i = 0; i < 5; i++) block();
+    net.chain.submit(signed(dave, (tx) => tx.balances!.transferKeepAlive!(net.accounts.others[1]!.ss58, 1_000_000_000n), 0));
+    block();
+    expect(statuses).toEqual(["future", { invalid: "Transaction has an ancient birth block" }]);
+    expect(net.chain.nextNonceOnChain(hex(dave))).toBe(1);
+  });
+});
