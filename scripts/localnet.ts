@@ -61,21 +61,27 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const spec = values.spec ?? "381";
-  if (spec !== "381" && spec !== "346") throw new UserError(`--spec must be 381 or 346, got ${spec}`);
-
-  const net = await startLocalnet({
-    port: int("port", values.port, 9944),
-    hostname: values.host ?? "127.0.0.1",
-    blockMs: int("block-ms", values["block-ms"], 1000),
-    netuid: int("netuid", values.netuid, 3),
-    miners: int("miners", values.miners, 3),
-    tempo: int("tempo", values.tempo, 10),
-    weightsRateLimit: int("rate-limit", values["rate-limit"], 20),
-    commitReveal: values["commit-reveal"] ?? false,
-    metadataPath: METADATA[`spec${spec}` as keyof typeof METADATA],
-    statePath: values.state,
-  });
+  let options;
+  try {
+    const spec = values.spec ?? "381";
+    if (spec !== "381" && spec !== "346") throw new UserError(`--spec must be 381 or 346, got ${JSON.stringify(spec)}`);
+    options = {
+      port: int("port", values.port, 9944),
+      hostname: values.host ?? "127.0.0.1",
+      blockMs: int("block-ms", values["block-ms"], 1000),
+      netuid: int("netuid", values.netuid, 3),
+      miners: int("miners", values.miners, 3),
+      tempo: int("tempo", values.tempo, 10),
+      weightsRateLimit: int("rate-limit", values["rate-limit"], 20),
+      commitReveal: values["commit-reveal"] ?? false,
+      metadataPath: METADATA[`spec${spec}` as keyof typeof METADATA],
+      statePath: values.state,
+    };
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const net = await startLocalnet(options);
   // performance.now() counts from process start, so this includes loading the modules.
   const ms = Math.round(performance.now());
   const { owner, burn, validator, miners, others } = net.accounts;
@@ -85,7 +91,7 @@ async function main(): Promise<number> {
     const row = (role: string, a: DevAccount) => `  ${role.padEnd(10)} ${String(a.uid ?? "-").padStart(3)}  ${a.uri.padEnd(10)} ${a.ss58}`;
     console.log(
       [
-        `localnet ready at ${net.url} in ${ms} ms (spec ${spec}, netuid ${net.netuid}, genesis ${net.genesisHash})`,
+        `localnet ready at ${net.url} in ${ms} ms (spec ${net.chain.runtime.version.specVersion}, netuid ${net.netuid}, genesis ${net.genesisHash})`,
         `  role       uid  uri        ss58 (mnemonic: "${DEV_PHRASE}" + uri)`,
         row("owner", owner),
         row("burn", burn),

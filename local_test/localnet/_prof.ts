@@ -1,8 +1,15 @@
-import { Runtime } from "./runtime.ts";
-const r = new Runtime();
-const T = '{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}';
-const b = r.registry.createType(T, { hotkey: "0x" + "11".repeat(32), uids: [1, 4], values: [65535, 32768], versionKey: 9010001 }).toU8a();
-const v: any = r.registry.createType(T, b);
-console.log(b.length, v.encodedLength, v.hotkey.toU8a(true).length, Object.keys(v.toJSON()), v.uids, v.get?.("uids")?.toJSON());
-const vv: any = v;
-try { console.log([...vv.uids].map((c: any) => Number(c.toString())), BigInt(vv.versionKey.toString())); } catch (e) { console.log("ERR", e); }
+const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+let last = cpu(); const lap = (m: string) => { const n = cpu(); console.log(m.padEnd(12), (n - last).toFixed(0), "ms cpu"); last = n; };
+lap("boot");
+const { cryptoWaitReady } = await import("@polkadot/util-crypto"); await cryptoWaitReady(); lap("util-crypto");
+const { Runtime } = await import("./runtime.ts"); lap("import rt");
+const r = new Runtime(); lap("runtime");
+const { beaconKeygen, signRound } = await import("../../core/timelock/index.ts"); lap("import tl");
+const k = beaconKeygen(); lap("keygen");
+signRound(k.secretKey, 5n); lap("sign");
+const { devAccounts } = await import("./genesis.ts"); lap("import gen");
+devAccounts(3, 42); lap("accounts");
+const { startLocalnet } = await import("./localnet.ts"); lap("import ln");
+const net = await startLocalnet({ port: 0, blockMs: 0 }); lap("startLocalnet (2nd time)");
+await net.stop();
+console.log("total cpu", cpu().toFixed(0), "wall", performance.now().toFixed(0));

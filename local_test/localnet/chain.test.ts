@@ -80,9 +80,11 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(revealed()).toBeUndefined(); // on_initialize ran before the pulse arrived in this block
     const next = block(now + 100);
     expect(events(next)).toContain("commitments.CommitmentRevealed");
-    const [[bytes, at]] = [...revealed()!] as [Codec, Codec][];
-    expect(new TextDecoder().decode(bytes!.toU8a(true))).toBe("hello");
-    expect(Number(at!.toString())).toBe(next.number);
+    const list = [...revealed()!];
+    expect(list).toHaveLength(1);
+    const [bytes, at] = list[0]!;
+    expect(new TextDecoder().decode(bytes.toU8a(true))).toBe("hello");
+    expect(Number(at.toString())).toBe(next.number);
     expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
     expect(state().get("commitments", "lastCommitment", net.netuid, hex(miner))?.toString()).toBe(String(committed.number));
   });
