@@ -253,9 +253,17 @@ describe("seeded scenario", () => {
     expect(e.message).toContain(needle);
   });
 
-  test("unknown routes are JSON 404s", async () => {
+  test("unknown routes are JSON 404s; other methods on known routes are 405s; HEAD works", async () => {
     const e = await expectDoc(app, "/api/nothing-here", ApiError, 404);
     expect(e.message).toContain("/api/nothing-here");
+    for (const [method, path] of [["POST", "/leaderboard"], ["DELETE", `/api/submissions/${enc(sc.ids.leader)}`], ["PUT", "/health"]] as const) {
+      const r = await call(app, path, { method });
+      expect({ method, path, status: r.status, allow: r.headers.get("allow") }).toEqual({ method, path, status: 405, allow: "GET, HEAD, OPTIONS" });
+      expect(ApiError.parse(r.body).error).toBe("method_not_allowed");
+    }
+    const head = await app.handle(new Request("http://localhost/api/stats/overview", { method: "HEAD" }));
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe("");
   });
 
   test("gzip when the client takes it, identical content either way", async () => {

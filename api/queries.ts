@@ -88,10 +88,31 @@ interface RankedContender extends Contender {
   scoredAt: number | null;
 }
 
-interface Ranking {
+/** Everything derived from the store alone (not from the clock), kept until the store changes. */
+interface Snapshot {
   key: string;
+  /** Contenders in leaderboard (threshold) order. */
   rows: RankedContender[];
   rankById: Map<string, number>;
+  /** Contenders by the time they were scored, and those times, for "the leader as of T". */
+  byScoredAt: RankedContender[];
+  scoredTimes: number[];
+  leaderAsOf: Map<number, RankedContender | null>;
+  leaderSince: number | null;
+  totalMiners: number;
+  states: { total: number; settled: number };
+}
+
+/** Index of the first element of a sorted array that is greater than x. */
+function upperBound(sorted: number[], x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function parseJson(text: string | null): Record<string, unknown> | null {
@@ -114,7 +135,7 @@ function parseNumberArray(text: string): number[] {
 }
 
 export class ApiQueries {
-  private ranking: Ranking | null = null;
+  private snap: Snapshot | null = null;
 
   constructor(
     private readonly db: Database,
@@ -136,10 +157,10 @@ export class ApiQueries {
     return `${dv}:${tc}`;
   }
 
-  /** The threshold-ordered leaderboard, recomputed only when the store changed since the last call. */
-  private ranked(): Ranking {
+  /** The leaderboard and the store-wide counts, recomputed only when the store changed since the last call. */
+  private ranked(): Snapshot {
     const key = this.version();
-    if (this.ranking?.key === key) return this.ranking;
+    if (this.snap?.key === key) return this.snap;
     const contenders = this.db
       .prepare(
         `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, created_at AS createdAt, successful_runs, runs_planned,
@@ -148,39 +169,57 @@ export class ApiQueries {
       )
       .all<RankedContender>();
     const rows = rankLeaderboard(contenders, this.threshold);
-    this.ranking = { key, rows, rankById: new Map(rows.map((r, i) => [r.id, i + 1])) };
-    return this.ranking;
+    const byScoredAt = contenders.filter((c) => c.scoredAt !== null).sort((a, b) => a.scoredAt! - b.scoredAt!);
+    const leader = rows[0];
+    this.snap = {
+      key,
+      rows,
+      rankById: new Map(rows.map((r, i) => [r.id, i + 1])),
+      byScoredAt,
+      scoredTimes: byScoredAt.map((c) => c.scoredAt!),
+      leaderAsOf: new Map(),
+      leaderSince: leader
+        ? (this.db.prepare("SELECT MAX(at) AS at FROM leader_history WHERE submission_id = ?").get<{ at: number | null }>(leader.id)?.at ?? null)
+        : null,
+      totalMiners: this.db.prepare("SELECT COUNT(DISTINCT hotkey) AS n FROM submissions").get<{ n: number }>()!.n,
+      states: this.stateCounts(),
+    };
+    return this.snap;
+  }
+
+  /**
+   * The leader as it stood at time t: the same threshold walk over what had been scored by then. What
+   * had been scored is a prefix of byScoredAt, so the answer is cached per prefix length.
+   */
+  private leaderAsOf(s: Snapshot, t: number): RankedContender | null {
+    const k = upperBound(s.scoredTimes, t);
+    let l = s.leaderAsOf.get(k);
+    if (l === undefined) {
+      l = findLeader(s.byScoredAt.slice(0, k), this.threshold);
+      s.leaderAsOf.set(k, l);
+    }
+    return l;
   }
 
   overview(): Overview {
     const now = this.now();
     const since = now - DAY;
-    // Each of these rides an index (created_at range, covering hotkey and state indexes) rather than
-    // scanning the table, which matters at tens of thousands of submissions.
     const day = this.db
       .prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT hotkey) AS miners FROM submissions WHERE created_at > ?")
       .get<{ n: number; miners: number }>(since)!;
-    const miners = this.db.prepare("SELECT COUNT(DISTINCT hotkey) AS n FROM submissions").get<{ n: number }>()!.n;
-    const states = this.stateCounts();
-    const { rows } = this.ranked();
+    const snap = this.ranked();
+    const { rows, states } = snap;
     const leader = rows[0] ?? null;
-    // The leader as it stood a day ago: the same threshold walk over what had been scored by then.
-    const before = findLeader(
-      rows.filter((r) => r.scoredAt !== null && r.scoredAt <= since),
-      this.threshold,
-    );
-    const took = leader
-      ? this.db.prepare("SELECT MAX(at) AS at FROM leader_history WHERE submission_id = ?").get<{ at: number | null }>(leader.id)?.at ?? null
-      : null;
+    const before = this.leaderAsOf(snap, since);
     return {
       total_submissions: states.total,
       submissions_24h: day.n,
       active_miners_24h: day.miners,
-      total_miners: miners,
+      total_miners: snap.totalMiners,
       scored_total: rows.length,
       failed_total: states.settled - rows.length,
       top_tps: leader?.score ?? null,
-      leader: leader && { submission_id: leader.id, hotkey: leader.hotkey, uid: leader.uid, tps: leader.score, since: isoOrNull(took) },
+      leader: leader && { submission_id: leader.id, hotkey: leader.hotkey, uid: leader.uid, tps: leader.score, since: isoOrNull(snap.leaderSince) },
       leader_24h_ago_tps: before?.score ?? null,
       improvement_24h_pct: leader && before && before.score > 0 ? Math.round((leader.score / before.score - 1) * 10_000) / 100 : null,
       leader_threshold: this.threshold,
@@ -193,13 +232,13 @@ export class ApiQueries {
    * settled submission either scored (it is a contender) or failed, failed = settled − contenders.
    */
   private stateCounts() {
-    const by: Record<string, number> = {};
     let total = 0;
+    let settled = 0;
     for (const r of this.db.prepare("SELECT state, COUNT(*) AS n FROM submissions GROUP BY state").all<{ state: string; n: number }>()) {
-      by[r.state] = r.n;
       total += r.n;
+      if (r.state === "scored" || r.state === "failed" || r.state === "published") settled += r.n;
     }
-    return { by, total, settled: (by.scored ?? 0) + (by.failed ?? 0) + (by.published ?? 0) };
+    return { total, settled };
   }
 
   private queueCounts() {
@@ -231,8 +270,9 @@ export class ApiQueries {
     const runs = this.db
       .prepare("SELECT COUNT(*) AS n, COALESCE(SUM(success = 0), 0) AS failed FROM runs WHERE finished_at > ?")
       .get<{ n: number; failed: number }>(now - HOUR)!;
-    const settled = this.stateCounts().settled;
-    const scored = this.ranked().rows.length;
+    const { states, rows } = this.ranked();
+    const settled = states.settled;
+    const scored = rows.length;
     return {
       state: st && state.success ? state.data : "unknown",
       reported: st !== null,
