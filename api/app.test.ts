@@ -400,6 +400,26 @@ describe("opening the store", () => {
     s.close();
   });
 
+  test("the 24 h comparison follows the clock across cached snapshots", async () => {
+    const path = join(dir, "clock.db");
+    const sc = await seedScenario(path);
+    const db = await openStoreForApi(path);
+    let now = sc.now;
+    const app = await createApp({ db, hparams: { leader_threshold: THRESHOLD }, now: () => now });
+    const at = async (t: number) => {
+      now = t;
+      return expectDoc(app, "/api/stats/overview", Overview);
+    };
+    expect((await at(sc.now)).leader_24h_ago_tps).toBe(1200);
+    // 15 h later the current leader was already leading a day before: no improvement
+    expect(await at(sc.now + 15 * 3_600_000)).toMatchObject({ leader_24h_ago_tps: 1495, improvement_24h_pct: 0 });
+    // 2.5 days earlier only the first submission had been scored a day before
+    expect((await at(sc.now - 36 * 3_600_000)).leader_24h_ago_tps).toBe(1000);
+    expect((await at(sc.now - 80 * 3_600_000)).leader_24h_ago_tps).toBeNull();
+    expect((await at(sc.now)).leader_24h_ago_tps).toBe(1200);
+    db.close();
+  });
+
   test("a shared store handle sees the validator's own writes at once (cache invalidation)", async () => {
     const path = join(dir, "live.db");
     const sc = await seedScenario(path);
