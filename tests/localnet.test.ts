@@ -13,6 +13,7 @@ import { SUBTENSOR_SIGNED_EXTENSIONS } from "../core/chain/extensions.ts";
 import { memoryLogger } from "../core/log.ts";
 import { encrypt, roundAfterBlocks } from "../core/timelock/index.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
+import { METADATA } from "../local_test/localnet/runtime.ts";
 
 // Subtensor has no api-augment package: @polkadot/api decorates storage and calls from the metadata
 // the node serves, at runtime, so the tests reach them untyped.
@@ -92,7 +93,7 @@ describe("localnet over a real websocket", () => {
   afterAll(async () => {
     await api?.disconnect();
     await net?.stop();
-  });
+  }, 30_000);
 
   test("@polkadot/api connects and reads metadata-derived storage", async () => {
     expect(api.runtimeVersion.specVersion.toNumber()).toBe(381);
@@ -125,7 +126,7 @@ describe("localnet over a real websocket", () => {
     });
     expect(head.hash.toHex()).toBe((await api.rpc.chain.getBlockHash(head.number.toNumber())).toHex());
     expect((await q(api).system.number()).toNumber()).toBeGreaterThanOrEqual(head.number.toNumber());
-  });
+  }, 30_000);
 
   test("raw JSON-RPC: unknown methods and bad frames get errors at once, batches work", async () => {
     const ws = new WebSocket(net.url);
@@ -143,7 +144,7 @@ describe("localnet over a real websocket", () => {
       { jsonrpc: "2.0", id: 2, result: "Crusades Localnet" },
       { jsonrpc: "2.0", id: 3, result: net.genesisHash },
     ]);
-  });
+  }, 30_000);
 
   test("set_commitment with a timelocked payload is revealed into RevealedCommitments", async () => {
     const miner = keyring.addFromUri(net.accounts.miners[0]!.uri);
@@ -218,7 +219,7 @@ describe("localnet over a real websocket", () => {
     await expect(api.rpc.author.submitExtrinsic(u8aToHex(claimed))).rejects.toThrow(/1010: Invalid Transaction: Transaction has a bad signature/);
     // The untouched transaction is fine.
     expect((await api.rpc.author.submitExtrinsic(tx.toHex())).toHex()).toBe(tx.hash.toHex());
-  });
+  }, 30_000);
 
   test("a stale nonce is refused as outdated", async () => {
     const ferdie = keyring.addFromUri("//Ferdie");
@@ -227,7 +228,7 @@ describe("localnet over a real websocket", () => {
     await expect(calls(api).balances.transferKeepAlive(net.accounts.others[0]!.ss58, 1_000_000_000n).signAndSend(ferdie, { nonce: 0 })).rejects.toThrow(
       /1010: Invalid Transaction: Transaction is outdated/,
     );
-  });
+  }, 30_000);
 
   test("an unregistered hotkey gets the pallets' real errors", async () => {
     const dave = keyring.addFromUri("//Dave");
@@ -236,7 +237,7 @@ describe("localnet over a real websocket", () => {
     expect(c.events).toContain("system.ExtrinsicFailed");
     const w = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [1], [65535], 0), dave);
     expect(w.error).toBe("subtensorModule.HotKeyNotRegisteredInSubNet");
-  });
+  }, 30_000);
 
   test("oversize commitments: the 1024-byte bound at decode, then MaxSpace per epoch", async () => {
     const miner = keyring.addFromUri(net.accounts.miners[1]!.uri);
@@ -250,13 +251,13 @@ describe("localnet over a real websocket", () => {
       ),
     );
     expect(outcomes.map((o) => o.error)).toEqual([null, null, null, "commitments.SpaceLimitExceeded"]);
-  });
+  }, 30_000);
 
   test("calls the localnet does not implement fail with a module error, not a hang", async () => {
     const eve = keyring.addFromUri("//Eve");
     const out = await send(api, calls(api).system.remark("0x01"), eve);
     expect(out.error).toBe("system.CallFiltered");
-  });
+  }, 30_000);
 
   test("a transfer moves funds, charges a fee and emits Transfer", async () => {
     const eve = keyring.addFromUri("//Eve");
@@ -272,7 +273,7 @@ describe("localnet over a real websocket", () => {
     const info = await calls(api).balances.transferAllowDeath(to.address, 5_000_000_000n).paymentInfo(eve);
     expect(spent).toBeGreaterThan(5_000_000_000n);
     expect(info.partialFee.toBigInt()).toBeGreaterThan(0n);
-  });
+  }, 30_000);
 
   test("mortality: a transaction whose era has lapsed no longer verifies", async () => {
     const eve = keyring.addFromUri("//Eve");
@@ -288,7 +289,7 @@ describe("localnet over a real websocket", () => {
     // As on a real node: the era now resolves to a later block of the same phase, whose hash was not signed.
     await expect(api.rpc.author.submitExtrinsic(late.toHex())).rejects.toThrow(/1010: Invalid Transaction: Transaction has a bad signature/);
     expect(early.era.isMortalEra).toBe(true);
-  });
+  }, 30_000);
 
   test("submitAndWatch reports ready, inBlock, finalized", async () => {
     const eve = keyring.addFromUri("//Eve");
@@ -303,7 +304,7 @@ describe("localnet over a real websocket", () => {
         .catch(reject);
     });
     expect(seen.filter((s) => s !== "Future")).toEqual(["Ready", "InBlock", "Finalized"]);
-  });
+  }, 30_000);
 
   test("a dropped socket: the client reconnects and keeps reading", async () => {
     let reconnected = false;
@@ -406,6 +407,28 @@ describe("--state", () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe("the older runtime (spec 346)", () => {
+  test("serves spec 346 metadata; its extension set signs and dispatches", async () => {
+    const net = await startLocalnet({ blockMs: 100, metadataPath: METADATA.spec346, log: memoryLogger() });
+    const api = await connect(net.url);
+    try {
+      expect(api.runtimeVersion.specVersion.toNumber()).toBe(346);
+      expect(api.registry.signedExtensions).not.toContain("SudoTransactionExtension");
+      const miner = keyring.addFromUri(net.accounts.miners[0]!.uri);
+      const out = await send(api, calls(api).commitments.setCommitment(net.netuid, { fields: [{ Raw4: "0x01020304" }] }), miner);
+      expect(out.error).toBeNull();
+      expect(out.events).toContain("commitments.Commitment");
+      const validator = keyring.addFromUri(net.accounts.validator.uri);
+      const w = await send(api, calls(api).subtensorModule.setWeights(net.netuid, [9], [1], 0), validator);
+      // Module error indices differ between runtimes; both sides read them from the metadata.
+      expect(w.error).toBe("subtensorModule.UidVecContainInvalidOne");
+    } finally {
+      await api.disconnect();
+      await net.stop();
     }
   }, 60_000);
 });

@@ -21,7 +21,7 @@ beforeEach(async () => {
   net = await startLocalnet({ blockMs: 0, tempo: 360, log: memoryLogger() });
   now = Date.now();
   miner = keyring.addFromUri(net.accounts.miners[0]!.uri);
-});
+}, 30_000);
 afterEach(async () => {
   await net.stop();
 });
@@ -87,7 +87,7 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(Number(at.toString())).toBe(next.number);
     expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
     expect(state().get("commitments", "lastCommitment", net.netuid, hex(miner))?.toString()).toBe(String(committed.number));
-  });
+  }, 30_000);
 
   test("a newer commitment replaces a pending ciphertext, which then never reveals", () => {
     const round = roundAt(now) + 2n;
@@ -99,7 +99,7 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     block(now + 10_000);
     block(now + 100);
     expect(revealed()).toBeUndefined();
-  });
+  }, 30_000);
 
   test("a ciphertext for another beacon key is dropped silently, as the chain does", () => {
     const round = roundAt(now) + 1n;
@@ -112,7 +112,7 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(revealed()).toBeUndefined();
     expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
     expect(state().must("commitments", "timelockedIndex").toJSON()).toEqual([]);
-  });
+  }, 30_000);
 
   test("RevealedCommitments keeps the last 10 reveals, oldest first", () => {
     for (let i = 0; i < 11; i++) {
@@ -124,7 +124,7 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(list).toHaveLength(10);
     expect(list[0]).toBe("reveal 1");
     expect(list[9]).toBe("reveal 10");
-  });
+  }, 30_000);
 });
 
 describe("the pool", () => {
@@ -139,7 +139,7 @@ describe("the pool", () => {
     const second = block();
     expect(second.extrinsics).toHaveLength(3);
     expect(net.chain.nextNonceOnChain(hex(dave))).toBe(2);
-  });
+  }, 30_000);
 
   test("the same sender and nonce twice is refused with 1014; the same bytes twice with 1013", () => {
     const dave = keyring.addFromUri("//Dave");
@@ -148,7 +148,7 @@ describe("the pool", () => {
     net.chain.submit(a);
     expect(() => net.chain.submit(a)).toThrow(/Already Imported/);
     expect(() => net.chain.submit(b)).toThrow(/Priority is too low/);
-  });
+  }, 30_000);
 
   test("a mortal transaction that expires in the pool is dropped as invalid", () => {
     const dave = keyring.addFromUri("//Dave");
@@ -163,5 +163,5 @@ describe("the pool", () => {
     block();
     expect(statuses).toEqual(["future", { invalid: "Transaction has an ancient birth block" }]);
     expect(net.chain.nextNonceOnChain(hex(dave))).toBe(1);
-  });
+  }, 30_000);
 });
