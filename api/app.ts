@@ -66,6 +66,10 @@ export async function openStoreForApi(path: string): Promise<Database> {
 }
 
 const err = (error: string, message: string): ApiError => ({ error, message });
+const BadRequest = ApiError.describe("a query or path parameter is invalid; the message names it");
+const Unauthorized = ApiError.describe("the server has an API key and X-API-Key is missing or wrong");
+const NotEvaluated = ApiError.describe("the code is shown once the submission's evaluation has finished");
+const NotFound = ApiError.describe("no submission with this id (or, for /code, no stored code)");
 
 /** `/api/submissions/:id` → a RegExp matching concrete paths of that route. */
 function routeRegExp(path: string): RegExp {
@@ -173,7 +177,7 @@ export async function createApp(opts: AppOptions) {
       response: { 200: Health },
       detail: { tags: ["status"], summary: "Liveness (never needs the API key)" },
     })
-    .guard({ detail: { security: opts.apiKey ? [{ apiKey: [] }] : [] }, response: { 400: ApiError, 401: ApiError } }, (g) =>
+    .guard({ detail: { security: opts.apiKey ? [{ apiKey: [] }] : [] }, response: { 400: BadRequest, 401: Unauthorized } }, (g) =>
       g
         .get("/api/stats/overview", () => q.overview(), {
           response: { 200: Overview },
@@ -224,12 +228,12 @@ export async function createApp(opts: AppOptions) {
             const s = q.submission(params.id);
             return s ?? status(404, notFound(params.id));
           },
-          { params: IdParams, response: { 200: SubmissionDetail, 404: ApiError }, detail: { tags: ["submissions"], summary: "One submission" } },
+          { params: IdParams, response: { 200: SubmissionDetail, 404: NotFound }, detail: { tags: ["submissions"], summary: "One submission" } },
         )
         .get(
           "/api/submissions/:id/runs",
           ({ params, query, status }) => (q.submission(params.id) ? q.runs(params.id, query) : status(404, notFound(params.id))),
-          { params: IdParams, query: PageQuery, response: { 200: RunPage, 404: ApiError }, detail: { tags: ["submissions"], summary: "A submission's evaluation runs" } },
+          { params: IdParams, query: PageQuery, response: { 200: RunPage, 404: NotFound }, detail: { tags: ["submissions"], summary: "A submission's evaluation runs" } },
         )
         .get(
           "/api/submissions/:id/code",
@@ -242,7 +246,7 @@ export async function createApp(opts: AppOptions) {
           },
           {
             params: IdParams,
-            response: { 200: Code, 403: ApiError, 404: ApiError },
+            response: { 200: Code, 403: NotEvaluated, 404: NotFound },
             detail: { tags: ["submissions"], summary: "The exact code that was evaluated, once evaluation finished" },
           },
         ),

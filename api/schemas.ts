@@ -56,13 +56,17 @@ export const ApiError = z.object({
 export type ApiError = z.infer<typeof ApiError>;
 
 const pageOf = <T extends z.ZodType>(item: T) =>
-  z.object({ items: z.array(item), total: Count.describe("items matching, across all pages"), limit: Count, offset: Count });
+  z
+    .object({ items: z.array(item), total: Count.describe("items matching, across all pages"), limit: Count, offset: Count })
+    .describe("one page of a list");
 
-export const Health = z.object({
-  status: z.literal("ok"),
-  schema_version: Count.describe("the store's migration version"),
-  time: Timestamp,
-});
+export const Health = z
+  .object({
+    status: z.literal("ok"),
+    schema_version: Count.describe("the store's migration version"),
+    time: Timestamp,
+  })
+  .describe("the API is up and can read the store");
 
 export const LeaderSummary = z.object({
   submission_id: z.string(),

@@ -77,6 +77,7 @@ describe("OpenAPI document", () => {
       ],
       { cwd: dir, encoding: "utf8", timeout: 240_000 },
     );
+    if (r.error) throw new Error(`could not run schemathesis (pip install -r requirements-dev.txt): ${r.error.message}`);
     const out = `${r.stdout}\n${r.stderr}`;
     if (r.status !== 0) console.error(out.slice(-6000));
     expect(out).toContain("Tested: 13");
