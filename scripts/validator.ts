@@ -81,15 +81,16 @@ async function joinChain(config: Config, hparams: HParams, netuid: number, log: 
 
 function summary(config: Config, hparams: HParams, netuid: number, chain: Chain | null, path: string, once: boolean): string {
   const bench = benchmarkSettings(hparams, config.profile);
+  const endpoint = resolveEndpoint(config.network);
   const executorNote = config.executor.name === "process" ? " (unsafe: no sandbox, development only)" : "";
   return [
     `crusades validator${once ? " (--once)" : ""}`,
-    `  network   ${chain ? `${config.network} (${resolveEndpoint(config.network)}), netuid ${netuid}` : "none (no chain plugin)"}`,
+    `  network   ${chain ? `${endpoint === config.network ? endpoint : `${config.network} (${endpoint})`}, netuid ${netuid}` : "none (no chain plugin)"}`,
     `  hotkey    ${chain ? `${chain.hotkey}, uid ${chain.uid}` : "none"}`,
     `  sources   ${config.sources.map((s) => s.name).join(", ")}`,
     `  executor  ${config.executor.name}${executorNote}`,
     `  sinks     ${config.sinks.map((s) => s.name).join(", ") || "none"}`,
-    `  limits    ${hparams.evaluation_runs} runs per submission, profile ${config.profile} (${bench.eval_steps} steps, timeout ${bench.timeout_seconds}s), code up to ${hparams.max_code_bytes} bytes, concurrency ${config.concurrency}`,
+    `  limits    ${hparams.evaluation_runs} run(s) per submission, profile ${config.profile} (${bench.eval_steps} steps, timeout ${bench.timeout_seconds}s), code up to ${hparams.max_code_bytes} bytes, concurrency ${config.concurrency}`,
     `  weights   ${chain ? `every ${hparams.set_weights_interval_blocks} blocks, burn uid ${hparams.burn_uid} at ${hparams.burn_rate * 100}%` : "not set (no chain)"}`,
     `  database  ${path}`,
   ].join("\n");
