@@ -128,6 +128,11 @@ describe("under Deno", () => {
       const bad = await fetch(`${deno.url}/api/submissions?limit=0`);
       expect(bad.status).toBe(400);
       expect(ApiError.parse(await bad.json()).message).toContain("query.limit");
+      for (const asset of ["/", "/assets/app.js", "/openapi/assets/swagger-ui.css", "/openapi/json"]) {
+        const r = await fetch(deno.url + asset);
+        expect({ asset, status: r.status }).toEqual({ asset, status: 200 });
+        await r.arrayBuffer();
+      }
       const gz = await fetch(`${deno.url}/leaderboard?limit=200`, { headers: { "accept-encoding": "gzip" } });
       expect(gz.headers.get("content-encoding")).toBe("gzip");
       await gz.arrayBuffer();
