@@ -1,7 +1,7 @@
 // Runs each evaluation in a fresh, locked-down container on the validator's own Docker engine
 // (the GPUs on this machine). The isolation policy itself lives in sandbox.ts.
 import Docker from "dockerode";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -12,7 +12,7 @@ import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream, type LogStream } from "./log-stream.ts";
-import { createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
 
 const hp = () => loadHParams().executor;
 
@@ -78,9 +78,8 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
         await chmod(inDir, MODES.dir);
         await chmod(outDir, MODES.dir);
         const spec = sandboxSpec(opts, request, { inDir, outDir, dirsOwnedByRoot: process.getuid?.() === 0 });
-        const end = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
+        const { end, document } = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
         output.end();
-        const document = end.kind === "exited" ? await readFile(join(outDir, RESULT_FILE), "utf8").catch(() => null) : null;
         const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
         log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
         return result;
@@ -91,7 +90,11 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
   };
 });
 
-/** Creates, runs and always removes one container; the whole run is bounded by limitMs. */
+/**
+ * Creates, runs and always removes one container; the whole run is bounded by limitMs. The result is
+ * copied out of the stopped container by the engine: the supervisor wrote it as the container's root
+ * with mode 0600, which a validator that is not root could not read from the bind mount itself.
+ */
 async function runContainer(
   docker: Docker,
   create: Docker.ContainerCreateOptions,
@@ -99,7 +102,7 @@ async function runContainer(
   signal: AbortSignal,
   output: LogStream,
   log: Logger,
-): Promise<RunEnd> {
+): Promise<{ end: RunEnd; document: string | null }> {
   let container: Docker.Container | undefined;
   let stopped: RunEnd | undefined;
   const stop = (why: RunEnd) => {
@@ -125,15 +128,16 @@ async function runContainer(
         },
       });
     docker.modem.demuxStream(stream, sink("stdout"), sink("stderr"));
-    if (stopped) return stopped;
+    if (stopped) return { end: stopped, document: null };
     await container.start();
     if (stopped) await container.kill().catch(() => {});
     const { StatusCode } = await container.wait();
     // Output still in flight after exit; a container that is gone cannot keep it open for long.
     await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]);
-    return stopped ?? { kind: "exited", code: StatusCode };
+    if (stopped) return { end: stopped, document: null };
+    return { end: { kind: "exited", code: StatusCode }, document: await copyOut(container, `${CONTAINER_OUT}/${RESULT_FILE}`) };
   } catch (e) {
-    return stopped ?? { kind: "failed", message: `docker: ${(e as Error).message}` };
+    return { end: stopped ?? { kind: "failed", message: `docker: ${(e as Error).message}` }, document: null };
   } finally {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
@@ -143,6 +147,36 @@ async function runContainer(
       });
     }
   }
+}
+
+const MAX_RESULT_BYTES = 16 << 20;
+
+/** One file out of a stopped container, or null when it is missing or not a plain file. */
+async function copyOut(container: Docker.Container, path: string): Promise<string | null> {
+  let archive: NodeJS.ReadableStream;
+  try {
+    archive = await container.getArchive({ path });
+  } catch {
+    return null;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of archive as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_RESULT_BYTES + 1024) return null;
+    chunks.push(chunk);
+  }
+  return firstTarFile(Buffer.concat(chunks))?.toString("utf8") ?? null;
+}
+
+/** The contents of a tar archive's first entry when it is a regular file (ustar: 512-byte header). */
+export function firstTarFile(tar: Buffer): Buffer | null {
+  if (tar.length < 512) return null;
+  const type = String.fromCharCode(tar[156]!);
+  if (type !== "0" && type !== "\0") return null;
+  const size = parseInt(tar.subarray(124, 136).toString("ascii").replace(/\0.*$/, "").trim(), 8);
+  if (!Number.isFinite(size) || 512 + size > tar.length) return null;
+  return tar.subarray(512, 512 + size);
 }
 
 /** Removes containers a previous (crashed) run of this validator left behind. */

@@ -138,9 +138,9 @@ function deviceRequests(gpus: GpuSelection) {
   return gpus === "all" ? [{ ...base, Count: -1 }] : [{ ...base, Count: 0, DeviceIDs: gpus }];
 }
 
-/** The same container as `createOptions`, as `docker run` arguments (without the leading `docker`). */
+/** The same container as `createOptions`, as `docker run` arguments (without the leading `docker`; not --rm: the caller copies the result out first). */
 export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: SandboxSpec): string[] {
-  const args = ["run", "--rm", "--name", spec.name, "--init", "--user", spec.user, "--network", "none", "--read-only",
+  const args = ["run", "--name", spec.name, "--init", "--user", spec.user, "--network", "none", "--read-only",
     "--cap-drop", "ALL", ...spec.capAdd.flatMap((c) => ["--cap-add", c]), "--security-opt", "no-new-privileges", "--pids-limit", String(limits.pidsLimit), "--memory", limits.memory,
     "--memory-swap", limits.memory, "--shm-size", limits.shmSize, "--workdir", opts.appDir,
     "-v", `${spec.inDir}:${CONTAINER_IN}:ro`, "-v", `${spec.outDir}:${CONTAINER_OUT}:rw`];

@@ -8,10 +8,7 @@ import { readdirSync } from "node:fs";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
-import { forgingCode, hangingCode, marker, networkCode, pgrep, templateCode, tinyRequest, waitForProcess, writeOutsideCode } from "./helpers.ts";
-
-export const BASE_IMAGE = "crusades-base:bookworm";
-export const EVAL_IMAGE = "crusades-eval:cpu";
+import { BASE_IMAGE, EVAL_IMAGE, forgingCode, hangingCode, marker, networkCode, pgrep, templateCode, tinyRequest, waitForProcess, writeOutsideCode } from "./helpers.ts";
 
 const docker = new Docker();
 const reachable = await docker.ping().then(() => true, () => false);

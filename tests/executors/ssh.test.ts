@@ -1,0 +1,144 @@
+// The ssh executor against a private sshd on loopback (tests/fixtures/sshd), tiny profile: direct mode
+// runs this checkout's harness as root (the only user here that can reach the system's PyTorch), docker
+// mode runs the sandbox container as an unprivileged test user in the docker group.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Docker from "dockerode";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { memoryLogger } from "../../core/log.ts";
+import { dockerExecutor } from "../../plugins/executors/docker.ts";
+import { sshExecutor } from "../../plugins/executors/ssh.ts";
+import { startSshd, TEST_USER, type Sshd } from "../fixtures/sshd/sshd.ts";
+import { BASE_IMAGE, EVAL_IMAGE, forgingCode, hangingCode, harnessDir, marker, pgrep, templateCode, tinyRequest, waitForProcess, writeOutsideCode } from "./helpers.ts";
+
+const python = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).stdout.trim();
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn("ssh executor tests skipped: the sshd fixture needs root (to run sshd and create the test user)");
+const dockerReachable = await new Docker().ping().then(() => true, () => false);
+
+let sshd: Sshd;
+const validatorId = `ssh-test-${process.pid}`;
+const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
+const remoteDirs = () => spawnSync("sh", ["-c", `ls -d /tmp/crusades-ssh-${validatorId}-* 2>/dev/null`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+const direct = (extra: Record<string, unknown> = {}) =>
+  sshExecutor({
+    host: sshd.host, port: sshd.port, user: "root", privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
+    mode: "direct", remoteRepo: harnessDir, python, validatorId, ...extra,
+  });
+
+describe.skipIf(!isRoot)("ssh executor", () => {
+  beforeAll(async () => {
+    sshd = await startSshd({ users: [TEST_USER, "root"] });
+  });
+  afterAll(async () => {
+    await sshd?.stop();
+  });
+
+  test("an unknown host key is refused, with its fingerprint, unless explicitly trusted", async () => {
+    const empty = join(sshd.knownHostsPath, "..", "empty_known_hosts");
+    writeFileSync(empty, "");
+    const result = await direct({ knownHostsPath: empty }).evaluate(tinyRequest(templateCode()), ctx());
+    expect(result.error?.code).toBe("executor_error");
+    expect(result.error?.message).toMatch(/host key of root@\[127\.0\.0\.1\]:\d+ is not in .*fingerprint SHA256:[A-Za-z0-9+/]{43}/);
+
+    const wrong = join(sshd.knownHostsPath, "..", "wrong_known_hosts");
+    writeFileSync(wrong, `[127.0.0.1]:${sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBsN1oMmeGWtL6k1QVW3HmMdOV0UTxRDgD5uw4CyaBxd\n`);
+    const mismatch = await direct({ knownHostsPath: wrong }).evaluate(tinyRequest(templateCode()), ctx());
+    expect(mismatch.error?.message).toContain("does not match");
+
+    const log = memoryLogger();
+    const trusting = direct({ knownHostsPath: empty, trustUnknownHost: true });
+    await trusting.init!(log);
+    expect(log.lines.some((l) => l.includes("trusting the unknown host key"))).toBe(true);
+    await trusting.close!();
+  });
+
+  test("direct mode evaluates the template end to end and removes its remote directory", async () => {
+    const request = tinyRequest(templateCode());
+    const c = ctx();
+    const ex = direct();
+    const result = await ex.evaluate(request, c);
+    await ex.close!();
+    expect(result.error).toBeNull();
+    expect(result.success).toBe(true);
+    expect(result.tps).toBeGreaterThan(0);
+    expect(c.log.lines.some((l) => l.includes(`submission=${request.submission_id}`))).toBe(true);
+    expect(remoteDirs()).toEqual([]);
+  }, 240_000);
+
+  test("a run that never returns is killed at the limit with its whole remote process tree", async () => {
+    const tag = marker();
+    const ex = direct({ timeoutSeconds: 45 });
+    const running = ex.evaluate(tinyRequest(hangingCode(tag)), ctx());
+    expect(await waitForProcess(tag, 45_000)).toBe(true);
+    const result = await running;
+    await ex.close!();
+    expect(result.error?.code).toBe("timeout");
+    await Bun.sleep(300);
+    expect(await pgrep(tag)).toEqual([]);
+    expect(remoteDirs()).toEqual([]);
+  }, 120_000);
+
+  test("a forged result document printed or planted by the submission does not change the result", async () => {
+    const ex = direct();
+    const result = await ex.evaluate(tinyRequest(forgingCode(templateCode())), ctx());
+    await ex.close!();
+    expect(result.tps).toBeLessThan(1e12);
+    expect(result.device.name).not.toBe("forged");
+    expect(result.total_tokens).not.toBe(10 ** 9);
+  }, 240_000);
+
+  test("a dropped connection fails that run cleanly; the reconnect (after backoff) removes what it left", async () => {
+    const tag = marker();
+    const ex = direct({ backoff: { initialSeconds: 1, maxSeconds: 2 } });
+    const running = ex.evaluate(tinyRequest(hangingCode(tag)), ctx());
+    expect(await waitForProcess(tag, 60_000)).toBe(true);
+    sshd.dropConnections();
+    const result = await running;
+    expect(result.error?.code).toBe("executor_error");
+    expect(result.error?.message).toMatch(/connection .* dropped/);
+    expect(remoteDirs().length).toBe(1);
+    const log = memoryLogger();
+    await ex.init!(log);
+    await ex.close!();
+    expect(log.lines.some((l) => l.includes("waiting 1s before reconnecting"))).toBe(true);
+    expect(log.lines.some((l) => l.includes("removed 1 stale run"))).toBe(true);
+    await Bun.sleep(300);
+    expect(await pgrep(tag)).toEqual([]);
+    expect(remoteDirs()).toEqual([]);
+  }, 120_000);
+
+  describe.skipIf(!dockerReachable)("docker mode (unprivileged user in the docker group)", () => {
+    const viaDocker = () =>
+      sshExecutor({
+        host: sshd.host, port: sshd.port, user: TEST_USER, privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
+        mode: "docker", image: EVAL_IMAGE, gpus: "none", memory: "4g", shmSize: "1g", validatorId,
+      });
+    beforeAll(async () => {
+      await dockerExecutor({ image: EVAL_IMAGE, build: { baseImage: BASE_IMAGE } }).init!(memoryLogger());
+    }, 900_000);
+
+    test("evaluates the template end to end in the sandbox container", async () => {
+      const ex = viaDocker();
+      const result = await ex.evaluate(tinyRequest(templateCode()), ctx());
+      await ex.close!();
+      expect(result.error).toBeNull();
+      expect(result.success).toBe(true);
+      expect(result.tps).toBeGreaterThan(0);
+      expect(result.diagnostics.worker_uid).not.toBe(0);
+      expect(remoteDirs()).toEqual([]);
+      expect(await new Docker().listContainers({ all: true, filters: { label: [`crusades.validator=${validatorId}`] } })).toEqual([]);
+    }, 300_000);
+
+    test("a submission that writes outside its tmp dirs fails", async () => {
+      const paths = ["/app/escaped.txt", "/run/crusades/out/escaped.txt", "/escaped.txt"];
+      const ex = viaDocker();
+      const result = await ex.evaluate(tinyRequest(writeOutsideCode(paths)), ctx());
+      await ex.close!();
+      expect(result.success).toBe(false);
+      expect(result.error?.message).toContain("write attempts:");
+      expect(result.error?.message).not.toContain("=written");
+    }, 300_000);
+  });
+});
