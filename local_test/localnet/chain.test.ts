@@ -52,7 +52,7 @@ function block(atMs = now): Block {
 }
 
 function events(b: Block): string[] {
-  const raw = b.state!.get(u8aToHex(runtime().key("system", "events")));
+  const raw = net.chain.stateAt(b.hash).get(u8aToHex(runtime().key("system", "events")));
   const list = runtime().registry.createType(runtime().valueType("system", "events"), raw) as unknown as { event: { section: string; method: string } }[];
   return list.map((e) => `${e.event.section}.${e.event.method}`);
 }

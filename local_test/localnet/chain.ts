@@ -12,19 +12,21 @@ import { BlockContext, DispatchFailure } from "./context.ts";
 import { dispatch, paysFee } from "./dispatch.ts";
 import { ingestPulses, type BeaconKey } from "./drand.ts";
 import type { Runtime } from "./runtime.ts";
+import { StateHistory, type StateView } from "./history.ts";
 import { State, type Hex } from "./state.ts";
 import { revealTimelockedWeights } from "./subtensor.ts";
 import { RpcError, validateTransaction, type ChainView, type ValidTx } from "./validate.ts";
 
-/** Blocks whose full state stays queryable; older ones answer like a pruned node. */
+/** Blocks whose state stays queryable; older ones answer like a pruning node. */
 const KEPT_STATES = 512;
+/** How often (in blocks) old state versions are pruned. */
+const PRUNE_EVERY = 64;
 
 export interface Block {
   number: number;
   hash: Hex;
   header: Header;
   extrinsics: Hex[];
-  state?: ReadonlyMap<string, Uint8Array>;
 }
 
 export type TxStatus = "ready" | "future" | { inBlock: Hex } | { finalized: Hex } | { invalid: string } | "dropped";
@@ -47,6 +49,7 @@ export class Chain implements ChainView {
   readonly #watchers = new Map<string, (status: TxStatus) => void>();
   /** tx hash → block number it landed in, until that block is finalized. */
   readonly #landed = new Map<string, number>();
+  #history = new StateHistory(0, []);
 
   constructor(
     readonly runtime: Runtime,
@@ -55,6 +58,10 @@ export class Chain implements ChainView {
     readonly log: Logger,
     readonly persist?: Persist,
   ) {}
+
+  get #blockHashCount(): number {
+    return Number(this.runtime.decorated.consts.system?.blockHashCount?.toString() ?? 2400);
+  }
 
   get best(): number {
     return this.blocks.length - 1;
@@ -80,11 +87,11 @@ export class Chain implements ChainView {
   }
 
   /** Storage as of a block; throws the error a pruning node gives for a discarded state. */
-  stateAt(at?: string | null): ReadonlyMap<string, Uint8Array> {
+  stateAt(at?: string | null): StateView {
     const block = this.block(at);
     if (!block) throw new RpcError(4003, `Client error: UnknownBlock: header not found in db: ${at}`);
-    if (!block.state) throw new RpcError(4003, `Client error: State already discarded for ${block.hash}`);
-    return block.state;
+    if (!this.#history.has(block.number)) throw new RpcError(4003, `Client error: State already discarded for ${block.hash}`);
+    return this.#history.at(block.number);
   }
 
   /** Adopts blocks restored from a state file; the head keeps its state (the live `State`). */
@@ -93,7 +100,7 @@ export class Chain implements ChainView {
       this.blocks.push(b);
       this.byHash.set(b.hash, b);
     }
-    this.head.state = this.state.snapshot();
+    this.#history = new StateHistory(this.best, this.state.entries());
     this.finalized = Math.max(0, this.best - 1);
   }
 
@@ -157,6 +164,9 @@ export class Chain implements ChainView {
     s.put("system", "number", [], number);
     s.put("system", "parentHash", [], parent.hash);
     s.put("system", "blockHash", [number - 1], parent.hash);
+    // frame_system keeps BlockHashCount hashes and drops the one that falls out of the window.
+    const stale = number - this.#blockHashCount - 1;
+    if (stale > 0) s.put("system", "blockHash", [stale], undefined);
 
     revealTimelockedCommitments(ctx);
     revealTimelockedWeights(ctx);
@@ -243,13 +253,13 @@ export class Chain implements ChainView {
       hash: header.hash.toHex() as Hex,
       header,
       extrinsics: extrinsics.map((e) => u8aToHex(e) as Hex),
-      state: this.state.snapshot(),
     };
     this.blocks.push(block);
     this.byHash.set(block.hash, block);
-    const old = this.blocks[number - KEPT_STATES];
-    if (old && old.number !== 0) delete old.state;
-    this.persist?.(block, changedKeys.map((k) => [k, this.state.getRaw(k)]));
+    const changed = changedKeys.map((k): [string, Uint8Array | undefined] => [k, this.state.getRaw(k)]);
+    this.#history.record(number, changed);
+    if (number % PRUNE_EVERY === 0) this.#history.prune(number - KEPT_STATES);
+    this.persist?.(block, changed);
 
     for (const l of this.listeners) l.onHead(block);
     for (const l of this.listeners) l.onStorage(block, changedKeys);

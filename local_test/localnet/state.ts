@@ -86,11 +86,6 @@ export class State {
     return out;
   }
 
-  /** A frozen copy, kept per block so queries at an older block hash see that block's state. */
-  snapshot(): ReadonlyMap<string, Uint8Array> {
-    return new Map(this.#map);
-  }
-
   entries(): IterableIterator<[string, Uint8Array]> {
     return this.#map.entries();
   }
