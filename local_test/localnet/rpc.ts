@@ -329,7 +329,7 @@ export class RpcHandler {
     const runtime = chain.runtime;
     const api = runtime.runtimeApi(method);
     if (!api) throw new RpcError(4003, `Client error: Execution failed: Other: Exported method ${method} is not found`);
-    chain.stateAt(at);
+    const view = chain.stateAt(at);
     const input = hexToU8a(data);
     const args: import("@polkadot/types/types").Codec[] = [];
     let offset = 0;
@@ -352,8 +352,11 @@ export class RpcHandler {
         return out([16]);
       case "Metadata_metadata_at_version":
         return out(Number(args[0]!.toString()) === 16 ? runtime.metadataHex : null);
-      case "AccountNonceApi_account_nonce":
-        return out(chain.nextNonceOnChain(u8aToHex(args[0]!.toU8a())));
+      case "AccountNonceApi_account_nonce": {
+        const key = u8aToHex(runtime.key("system", "account", u8aToHex(args[0]!.toU8a())));
+        const info = runtime.decode("system", "account", view.get(key)) as unknown as { nonce: unknown };
+        return out(info.nonce);
+      }
       case "TransactionPaymentApi_query_info": {
         // The metadata types uxt as an opaque extrinsic; read it as the real one it is.
         const bytes = args[0]!.toU8a();
