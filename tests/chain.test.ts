@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { u8aToHex } from "@polkadot/util";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { connectChain, ChainError, type ChainClient } from "../core/chain/index.ts";
 import { pairFromUri } from "../core/chain/wallet.ts";
@@ -11,8 +11,6 @@ import { assertSucceeded, signTx, submitSigned } from "../core/chain/extrinsic.t
 import { parseCommitment } from "../core/commitment.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { normalizeU16 } from "../core/scoring.ts";
-import { decrypt } from "../core/timelock/index.ts";
-import { weightsCommitPayload } from "../core/chain/client.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BLOCK_MS = 250;
@@ -189,7 +187,7 @@ describe("weights", () => {
 });
 
 describe("commit-reveal weights", () => {
-  test("with commit-reveal on, weights go in as a timelocked commit the chain's own pulse opens", async () => {
+  test("with commit-reveal on, weights go in as a timelocked commit and land in Weights at the reveal epoch", async () => {
     // An epoch (tempo + 1 blocks) must outlast a drand period, or the pulse can miss its reveal epoch.
     const crNet = await startLocalnet({ port: 0, blockMs: BLOCK_MS, netuid: 3, miners: 1, tempo: 20, commitReveal: true, log: quiet });
     const c = await connectChain({ network: crNet.url, log: quiet, timeoutMs: 10_000 });
@@ -204,18 +202,30 @@ describe("commit-reveal weights", () => {
       // Nothing readable in Weights: the chain holds only the ciphertext, keyed by epoch.
       expect(await c.weights(3, v.uid!)).toEqual([]);
       const api = c.api;
-      const [[, queue]] = (await api.query.subtensorModule!.timelockedWeightCommits!.entries(3)) as unknown as [[unknown, [{ toU8a(): Uint8Array }, unknown, { toU8a(bare: true): Uint8Array }, { toBigInt(): bigint }][]]];
-      const [who, , commit, round] = queue[0]!;
+      const commits = async () =>
+        (await api.query.subtensorModule!.timelockedWeightCommits!.entries(3)) as unknown as [unknown, [{ toU8a(): Uint8Array }, unknown, unknown, { toBigInt(): bigint }][]][];
+      const queue = (await commits())[0]![1];
+      const [who, , , round] = queue[0]!;
       expect(u8aToHex(who.toU8a())).toBe(v.publicKey);
       expect(round.toBigInt()).toBe(out.revealRound!);
-      // Once the round's pulse is on chain, it opens the commit to exactly the normalised weights.
-      const pulse = await until("the reveal round's pulse", async () => {
-        const p = (await api.query.drand!.pulses!(round.toBigInt())) as unknown as { isSome: boolean; unwrap(): { signature: { toU8a(bare: true): Uint8Array } } };
-        return p.isSome ? p.unwrap() : null;
+
+      // The legacy epoch math (chain-spec §4.3): epoch = (block + netuid + 1) / (tempo + 1), revealed one epoch on.
+      const revealEpochStart = (Math.floor((out.block + 4) / 21) + 1) * 21 - 4;
+      const landed = await until("the weights reveal", async () => {
+        const w = await c.weights(3, v.uid!);
+        return w.length ? w : null;
       });
-      const plain = decrypt(commit.toU8a(true), pulse.signature.toU8a(true));
       const expected = normalizeU16(uids, [0.8, 0.2]);
-      expect(u8aToHex(plain)).toBe(u8aToHex(weightsCommitPayload(api.registry, hexToU8a(v.publicKey), expected.uids, expected.weights, 0)));
+      expect(landed).toEqual(expected.uids.map((uid, i) => ({ uid, weight: expected.weights[i]! })));
+      expect(landed).toEqual([
+        { uid: 1, weight: 65535 },
+        { uid: crNet.accounts.miners[0]!.uid!, weight: 16384 },
+      ]);
+      // The reveal set LastUpdate: it happened inside the reveal epoch, not at commit time or later.
+      const revealedAt = await c.lastUpdate(3, v.uid!);
+      expect(revealedAt).toBeGreaterThanOrEqual(revealEpochStart);
+      expect(revealedAt).toBeLessThan(revealEpochStart + 21);
+      expect((await commits()).flatMap(([, q]) => q)).toEqual([]);
     } finally {
       await c.close();
       await crNet.stop();

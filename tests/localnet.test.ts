@@ -9,6 +9,7 @@ import type { SubmittableExtrinsic } from "@polkadot/api/types";
 import type { KeyringPair } from "@polkadot/keyring/types";
 import type { Codec } from "@polkadot/types/types";
 import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { sr25519Verify } from "@polkadot/util-crypto";
 import { SUBTENSOR_SIGNED_EXTENSIONS } from "../core/chain/extensions.ts";
 import { memoryLogger } from "../core/log.ts";
 import { encrypt, roundAfterBlocks } from "../core/timelock/index.ts";
@@ -24,6 +25,12 @@ const calls = (api: ApiPromise): Untyped => api.tx;
 
 const keyring = new Keyring({ type: "sr25519", ss58Format: 42 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Where `needle` first occurs in `haystack`: to find a signature or key inside encoded extrinsic bytes. */
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  for (let i = 0; i + needle.length <= haystack.length; i++) if (needle.every((b, j) => haystack[i + j] === b)) return i;
+  throw new Error("not found");
+}
 
 async function connect(url: string): Promise<ApiPromise> {
   return ApiPromise.create({ provider: new WsProvider(url), signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true });
@@ -205,10 +212,7 @@ describe("localnet over a real websocket", () => {
     const tx = calls(api).balances.transferKeepAlive(net.accounts.others[1]!.ss58, 1_000_000_000n);
     await tx.signAsync(dave);
     const signed = hexToU8a(tx.toHex());
-    const at = (needle: Uint8Array) => {
-      for (let i = 0; i + needle.length <= signed.length; i++) if (needle.every((b, j) => signed[i + j] === b)) return i;
-      throw new Error("not found");
-    };
+    const at = (needle: Uint8Array) => indexOf(signed, needle);
     // A flipped bit in the signature.
     const flipped = signed.slice();
     flipped[at(tx.signature.toU8a()) + 5]! ^= 0x01;
@@ -219,6 +223,31 @@ describe("localnet over a real websocket", () => {
     await expect(api.rpc.author.submitExtrinsic(u8aToHex(claimed))).rejects.toThrow(/1010: Invalid Transaction: Transaction has a bad signature/);
     // The untouched transaction is fine.
     expect((await api.rpc.author.submitExtrinsic(tx.toHex())).toHex()).toBe(tx.hash.toHex());
+  }, 30_000);
+
+  test("a malformed signature or signer key (not a ristretto255 point) is a bad signature, not an internal error", async () => {
+    const dave = keyring.addFromUri("//Dave");
+    const tx = calls(api).balances.transferKeepAlive(net.accounts.others[1]!.ss58, 1_000_000_000n);
+    await tx.signAsync(dave);
+    const signed = hexToU8a(tx.toHex());
+    const sigAt = indexOf(signed, tx.signature.toU8a());
+    const keyAt = indexOf(signed, dave.publicKey);
+    const malformed: [number, Uint8Array, RegExp][] = [
+      // R (the signature's first 32 bytes) that decodes to no ristretto255 point.
+      [sigAt, new Uint8Array(32).fill(0xff), /ristretto255/],
+      // s with the schnorrkel marker bit (the top bit of the last byte) cleared.
+      [sigAt + 63, new Uint8Array([tx.signature.toU8a()[63]! & 0x7f]), /marker/],
+      // A signer AccountId that is no point: any 32 bytes are a valid address.
+      [keyAt, new Uint8Array(32).fill(0xff), /ristretto255/],
+    ];
+    for (const [at, bytes, verifyError] of malformed) {
+      const bad = signed.slice();
+      bad.set(bytes, at);
+      const sig = bad.subarray(sigAt, sigAt + 64);
+      // The bytes really are malformed: schnorrkel verification throws rather than answering false.
+      expect(() => sr25519Verify(new Uint8Array(1), sig, bad.subarray(keyAt, keyAt + 32))).toThrow(verifyError);
+      await expect(api.rpc.author.submitExtrinsic(u8aToHex(bad))).rejects.toThrow(/^1010: Invalid Transaction: Transaction has a bad signature/);
+    }
   }, 30_000);
 
   test("a stale nonce is refused as outdated", async () => {

@@ -14,11 +14,13 @@ import { startLocalnet, type Localnet } from "./localnet.ts";
 const keyring = new Keyring({ type: "sr25519", ss58Format: 42 });
 
 let net: Localnet;
+let log: ReturnType<typeof memoryLogger>;
 let now: number;
 let miner: KeyringPair;
 
 beforeEach(async () => {
-  net = await startLocalnet({ blockMs: 0, tempo: 360, log: memoryLogger() });
+  log = memoryLogger();
+  net = await startLocalnet({ blockMs: 0, tempo: 360, log });
   now = Date.now();
   miner = keyring.addFromUri(net.accounts.miners[0]!.uri);
 }, 30_000);
@@ -124,6 +126,80 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(list).toHaveLength(10);
     expect(list[0]).toBe("reveal 1");
     expect(list[9]).toBe("reveal 10");
+  }, 30_000);
+});
+
+describe("commit-reveal weights (chain-spec §4.3)", () => {
+  // Tempo 4 on netuid 3: epoch(b) = floor((b + 4) / 5), so block 1 is in epoch 1 and epoch 2 starts at block 6.
+  let validator: KeyringPair;
+  beforeEach(() => {
+    validator = keyring.addFromUri(net.accounts.validator.uri);
+    state().put("subtensorModule", "tempo", [net.netuid], 4);
+    state().put("subtensorModule", "commitRevealWeightsEnabled", [net.netuid], true);
+  });
+
+  const payload = (hotkey: Uint8Array, uids: number[], values: number[]) =>
+    runtime().registry.createType("(Bytes, Vec<u16>, Vec<u16>, u64)", [u8aToHex(hotkey), uids, values, 0]).toU8a();
+  const commitWeights = (round: bigint, plaintext: Uint8Array) =>
+    signed(validator, (tx) => tx.subtensorModule!.commitTimelockedWeights!(net.netuid, u8aToHex(encrypt(plaintext, round, hexToU8a(net.beacon.publicKey))), round, 4), 0);
+  const weights = () => state().get("subtensorModule", "weights", net.netuid, net.accounts.validator.uid!)!.toJSON();
+  const commits = () => state().get("subtensorModule", "timelockedWeightCommits", net.netuid, 1)!.toJSON() as unknown[];
+  const logged = (what: string) => log.lines.filter((l) => l.includes(what));
+
+  /** Commits in block 1 (epoch 1), then seals blocks 2..6 without letting the clock reach `round`. */
+  function commitAndReachRevealEpoch(round: bigint, plaintext: Uint8Array): Block {
+    net.chain.submit(commitWeights(round, plaintext));
+    expect(events(block())).toContain("subtensorModule.TimelockedWeightsCommitted");
+    expect(commits()).toHaveLength(1);
+    let b = block();
+    while (b.number < 6) b = block();
+    return b;
+  }
+
+  test("the reveal epoch waits for the pulse, then the committed weights land upscaled in Weights", () => {
+    const round = roundAt(now) + 2n;
+    const first = commitAndReachRevealEpoch(round, payload(validator.publicKey, [1, 3], [40000, 10000]));
+    expect(events(first)).not.toContain("subtensorModule.TimelockedWeightsRevealed");
+    expect(commits()).toHaveLength(1); // no pulse yet: kept and retried next block
+    block(now + 6000); // the pulse lands after this block's reveal step
+    expect(weights()).toEqual([]);
+    const revealed = block(now + 100);
+    expect(events(revealed)).toContain("subtensorModule.TimelockedWeightsRevealed");
+    expect(weights()).toEqual([
+      [1, 65535],
+      [3, 16384],
+    ]);
+    expect(commits()).toEqual([]);
+  }, 30_000);
+
+  test("a payload naming another hotkey is dropped, and the debug log says why", () => {
+    const round = roundAt(now) + 1n;
+    commitAndReachRevealEpoch(round, payload(miner.publicKey, [1], [65535]));
+    block(now + 3000);
+    block(now + 100);
+    expect(commits()).toEqual([]);
+    expect(weights()).toEqual([]);
+    expect(logged("weights commit dropped").join("\n")).toContain(`names hotkey ${hex(miner)}, not the committer`);
+  }, 30_000);
+
+  test("a plaintext that is no weights payload is dropped, and the debug log says why", () => {
+    commitAndReachRevealEpoch(roundAt(now) + 1n, new TextEncoder().encode("not a payload"));
+    block(now + 3000);
+    block(now + 100);
+    expect(commits()).toEqual([]);
+    expect(weights()).toEqual([]);
+    expect(logged("weights commit dropped").join("\n")).toContain("13-byte plaintext is neither WeightsTlockPayload nor the legacy layout");
+  }, 30_000);
+
+  test("a commit whose pulse never comes in its reveal epoch is discarded at the next one, with a debug line", () => {
+    const round = roundAt(now) + 1000n;
+    commitAndReachRevealEpoch(round, payload(validator.publicKey, [1], [65535]));
+    while (net.chain.best < 10) block();
+    expect(commits()).toHaveLength(1);
+    block(); // block 11: epoch 3
+    expect(commits()).toEqual([]);
+    expect(weights()).toEqual([]);
+    expect(logged("its reveal epoch ended before the pulse arrived").join("\n")).toContain(`revealRound=${round}`);
   }, 30_000);
 });
 

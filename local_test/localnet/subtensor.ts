@@ -121,28 +121,34 @@ function commitsAt(ctx: BlockContext, netuid: number, epoch: bigint): Commit[] {
   return [...q].map(([w, b, c, r]) => [u8aToHex(w!.toU8a()), big(b), u8aToHex(c!.toU8a(true)), big(r)]);
 }
 
-/** WeightsTlockPayload {hotkey, uids, values, version_key}, or the legacy layout without hotkey. */
-function decodePayload(ctx: BlockContext, who: string, bytes: Uint8Array): { uids: number[]; values: number[]; versionKey: bigint } | null {
+type Payload = { uids: number[]; values: number[]; versionKey: bigint };
+
+/**
+ * WeightsTlockPayload {hotkey, uids, values, version_key}, or the legacy layout without hotkey; a string
+ * says why the plaintext is dropped. Only the SCALE decode may fail over to the legacy layout: a failure
+ * while reading fields is a localnet bug and must surface, not pass for "another layout" (it once
+ * dropped every reveal silently that way).
+ */
+function decodePayload(ctx: BlockContext, who: string, bytes: Uint8Array): Payload | string {
   const reg = ctx.runtime.registry;
   // A Struct is a Map: `values` would be Map.prototype.values, so fields are read with get().
   type Fields = Codec & { get(name: string): (Codec & Iterable<Codec>) | undefined };
-  const exact = (type: string) => {
-    const v = reg.createType(type, bytes) as Fields;
-    return v.encodedLength === bytes.length ? v : null;
+  const exact = (type: string): Fields | null => {
+    try {
+      const v = reg.createType(type, bytes) as Fields;
+      return v.encodedLength === bytes.length ? v : null;
+    } catch {
+      return null;
+    }
   };
-  const read = (v: Fields) => ({ uids: [...v.get("uids")!].map(num), values: [...v.get("values")!].map(num), versionKey: big(v.get("versionKey")) });
-  try {
-    const v = exact('{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}');
-    if (v) return u8aToHex(v.get("hotkey")!.toU8a(true)) === who ? read(v) : null;
-  } catch {
-    // not the current layout; try the legacy one
+  const read = (v: Fields): Payload => ({ uids: [...v.get("uids")!].map(num), values: [...v.get("values")!].map(num), versionKey: big(v.get("versionKey")) });
+  const current = exact('{"hotkey":"Bytes","uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}');
+  if (current) {
+    const hotkey = u8aToHex(current.get("hotkey")!.toU8a(true));
+    return hotkey === who ? read(current) : `the payload names hotkey ${hotkey}, not the committer`;
   }
-  try {
-    const v = exact('{"uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}');
-    return v ? read(v) : null;
-  } catch {
-    return null;
-  }
+  const legacy = exact('{"uids":"Vec<u16>","values":"Vec<u16>","versionKey":"u64"}');
+  return legacy ? read(legacy) : `the ${bytes.length}-byte plaintext is neither WeightsTlockPayload nor the legacy layout`;
 }
 
 /** block_step's reveal: commits of epoch cur − RevealPeriodEpochs, retried each block until their pulse lands. */
@@ -152,7 +158,12 @@ export function revealTimelockedWeights(ctx: BlockContext): void {
     const cur = epochIndex(ctx, netuid, ctx.block);
     const revealEpoch = cur - period;
     for (const key of ctx.state.keys(u8aToHex(ctx.runtime.prefix("subtensorModule", "timelockedWeightCommits", netuid)))) {
-      if (epochFromKey(key) < revealEpoch) ctx.state.setRaw(key, undefined);
+      const epoch = epochFromKey(key);
+      if (epoch >= revealEpoch) continue;
+      for (const [who, , , round] of commitsAt(ctx, netuid, epoch)) {
+        ctx.trace("weights commit dropped: its reveal epoch ended before the pulse arrived", { netuid, who, epoch: String(epoch), revealRound: String(round) });
+      }
+      ctx.state.setRaw(key, undefined);
     }
     if (revealEpoch < 0n) continue;
     const queue = commitsAt(ctx, netuid, revealEpoch);
@@ -165,15 +176,16 @@ export function revealTimelockedWeights(ctx: BlockContext): void {
         unrevealed.push(commit);
         continue;
       }
-      let payload: ReturnType<typeof decodePayload>;
+      let plaintext: Uint8Array;
       try {
-        payload = decodePayload(ctx, who, decrypt(hexToU8a(ciphertext), signature));
+        plaintext = decrypt(hexToU8a(ciphertext), signature);
       } catch (error) {
-        ctx.trace("weights commit dropped: cannot decrypt", { who, error: (error as Error).message });
+        ctx.trace("weights commit dropped: cannot decrypt", { netuid, who, revealRound: String(round), error: (error as Error).message });
         continue;
       }
-      if (!payload) {
-        ctx.trace("weights commit dropped: payload does not decode or names another hotkey", { who });
+      const payload = decodePayload(ctx, who, plaintext);
+      if (typeof payload === "string") {
+        ctx.trace("weights commit dropped", { netuid, who, reason: payload });
         continue;
       }
       try {
@@ -181,7 +193,7 @@ export function revealTimelockedWeights(ctx: BlockContext): void {
         ctx.deposit("SubtensorModule", "TimelockedWeightsRevealed", [netuid, who]);
       } catch (error) {
         // A reveal that fails the weight checks is dropped, as on chain.
-        ctx.trace("weights reveal rejected", { who, error: (error as Error).message });
+        ctx.trace("weights reveal rejected", { netuid, who, error: (error as Error).message });
       }
     }
     ctx.state.put("subtensorModule", "timelockedWeightCommits", [netuid, revealEpoch], unrevealed.length ? unrevealed : undefined);
