@@ -86,13 +86,13 @@ export function createScheduler(o: SchedulerOptions) {
   };
 
   /** Decides weights when the interval has passed since the chain's and the store's last; null otherwise. */
-  async function maybeSetWeights() {
+  async function maybeSetWeights(logSkip: (msg: string) => void = log.debug) {
     const w = o.weights;
     if (!w) return null;
     const [block, onChain] = await Promise.all([w.currentBlock(), w.lastUpdate()]);
     const last = Math.max(onChain, lastDecisionBlock());
     if (last > 0 && block - last <= w.intervalBlocks) {
-      log.debug(`weights: last set at block ${last}; next after block ${last + w.intervalBlocks} (now ${block})`);
+      logSkip(`weights: last set at block ${last}; not due until after block ${last + w.intervalBlocks} (now ${block})`);
       return null;
     }
     pipeline.setStatus({ state: "setting_weights" });
@@ -109,7 +109,7 @@ export function createScheduler(o: SchedulerOptions) {
   async function runOnce(opts: { deliveryTimeoutMs?: number } = {}): Promise<{ undelivered: number }> {
     await pipeline.runUntilIdle();
     if (signal.aborted) return { undelivered: pendingCount().n };
-    await maybeSetWeights();
+    await maybeSetWeights(log.info);
     const deadline = Date.now() + (opts.deliveryTimeoutMs ?? 600_000);
     for (;;) {
       await deliver();
