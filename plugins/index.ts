@@ -3,6 +3,7 @@
 import type { PluginRegistry } from "../core/config.ts";
 import { dockerExecutor } from "./executors/docker.ts";
 import { processExecutor } from "./executors/process.ts";
+import { sshExecutor } from "./executors/ssh.ts";
 import { restSink } from "./sinks/rest.ts";
 import { chainWeights } from "./sinks/chain-weights.ts";
 import { chainReveals } from "./sources/chain-reveals.ts";
@@ -10,6 +11,6 @@ import { gistsSource } from "./sources/gists.ts";
 
 export const registry: PluginRegistry = {
   source: { "chain-reveals": chainReveals, gists: gistsSource },
-  executor: { docker: dockerExecutor, process: processExecutor },
+  executor: { docker: dockerExecutor, ssh: sshExecutor, process: processExecutor },
   sink: { "chain-weights": chainWeights, rest: restSink },
 };

@@ -26,7 +26,7 @@ const quiet = createLogger({ level: "error" });
 const template = readFileSync(join(repoRoot, "local_test/train.py"), "utf8");
 const fastPath = join(repoRoot, "tests/fixtures/train/honest_fast.py");
 const CODE = {
-  // Honest but slow: the template with a 4 s pause in each call, a floor no CPU contention can erase.
+  // Honest but slow: the template with a 4 s pause in each call, a floor that CPU contention from other jobs cannot erase.
   "slow.py": `${template}\n\nimport time as _time\n_template_inner_steps = inner_steps\n\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    _time.sleep(4.0)\n    return _template_inner_steps(model, data_iterator, optimizer, num_steps, device)\n`,
   // Honest and fast.
   "fast.py": existsSync(fastPath) ? readFileSync(fastPath, "utf8") : template,
