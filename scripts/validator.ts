@@ -154,6 +154,7 @@ async function main(): Promise<number> {
       uid: chain?.uid ?? null,
       network: chain ? config.network : null,
       netuid: chain ? netuid : null,
+      lastWeightsBlock: chain ? (await chain.client.lastUpdate(netuid, chain.uid)) || null : null,
     });
     if (a.once) {
       const { undelivered } = await scheduler.runOnce();
