@@ -321,6 +321,10 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
     bench = request["benchmark"]
     ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        # One thread per process: the CPU profile checks correctness on shared machines, where OpenMP
+        # threads spinning against other load made timings several times slower and far noisier.
+        torch.set_num_threads(1)
     device_name, peak = workload.peak_flops(device)
     base = dict(schema_version=1, **ident, success=False, tps=0.0, mfu=None, total_tokens=0,
                 wall_time_seconds=0.0, total_time_seconds=0.0, error=None, checks=[],

@@ -1,0 +1,83 @@
+"""Every known way to fool the measurement, each rejected with its own code and never scored.
+All fixtures are evaluated once per session, two harness processes at a time."""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import HPARAMS, build_request, evaluate_many, read_code, run_harness
+
+EXPECTED = {
+    "skip_backward_last": "weights_mismatch",
+    "freeze_restore": "frozen_params",
+    "truncate_sequence": "logits_shape",
+    "inflate_tokens": "token_count",
+    "fake_logits": "logits_mismatch",
+    "wrong_vocab_logits": "logits_shape",
+    "cached_warmup": "frozen_params",
+    "deferred_thread": "deferred_work",
+    "lazy_attributes": "deferred_work",
+    "patch_time": "tampering",
+    "patch_cuda_sync": "tampering",
+    "patch_cross_entropy": "tampering",
+    "patch_tensor_op": "tampering",
+    "patch_math": "tampering",
+    "print_forged": "frozen_params",
+    "exit_early": "crash",
+    "raises": "crash",
+    "nan_weights": "non_finite",
+    "syntax_error": "syntax_error",
+    "import_error": "import_error",
+    "missing_inner_steps": "missing_inner_steps",
+    "bad_signature": "bad_signature",
+    "bad_return": "bad_return",
+}
+
+
+@pytest.fixture(scope="module")
+def results():
+    with tempfile.TemporaryDirectory(prefix="crusades-cheats-") as d:
+        docs = evaluate_many(sorted(EXPECTED), Path(d))
+        docs.update(evaluate_many(["infinite_loop"], Path(d), timeout_seconds=25))
+        yield docs
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_rejected_with_its_code(results, name):
+    doc = results[name]
+    assert doc["error"] is not None, f"{name} was accepted: {json.dumps(doc)[:800]}"
+    assert doc["error"]["code"] == EXPECTED[name], doc["error"]["message"]
+    assert doc["success"] is False and doc["tps"] == 0 and doc["total_tokens"] == 0 and doc["mfu"] is None
+    assert doc["error"]["message"].strip()
+
+
+def test_infinite_loop_is_killed_at_the_timeout(results):
+    doc = results["infinite_loop"]
+    assert doc["error"]["code"] == "timeout" and doc["tps"] == 0
+    assert "25s" in doc["error"]["message"]
+
+
+def test_printed_result_is_ignored(results):
+    doc = results["print_forged"]
+    assert doc["error"]["code"] == "frozen_params" and doc["tps"] == 0
+    assert "EVAL_RESULT" in doc["diagnostics"]["worker_log_tail"]  # it was printed, and only logged
+
+
+def test_writing_the_result_location_is_caught(workdir):
+    # Through the real command line: the cheat reads --result from the supervisor's /proc cmdline.
+    request = build_request(read_code("write_result"), HPARAMS, submission_id="write_result")
+    status, doc, _ = run_harness(request, workdir)
+    assert status == 0 and "forged" not in doc and doc["task_id"] == request["task_id"]
+    # A worker under its own uid cannot even open the file; one sharing ours is caught afterwards.
+    expected = "crash" if doc["diagnostics"]["worker_uid"] != os.geteuid() else "tampering"
+    assert doc["error"]["code"] == expected and doc["tps"] == 0 and not doc["success"]
+
+
+def test_checks_name_value_and_bound(results):
+    doc = results["skip_backward_last"]
+    by_name = {c["name"]: c for c in doc["checks"]}
+    glob = by_name["update_rel_error_global"]
+    assert not glob["passed"] and glob["value"] > 0.05 and glob["bound"] == "<= 0.05"
+    assert by_name["token_count"]["passed"] and by_name["loss_abs_diff"]["passed"]

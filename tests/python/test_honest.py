@@ -1,0 +1,40 @@
+"""Honest submissions: the template verifies, and a genuinely faster loop verifies with a higher TPS."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, evaluate
+
+
+def test_template_verified_through_verify_cli():
+    proc = subprocess.run([sys.executable, str(ROOT / "local_test" / "verify.py"), str(ROOT / "local_test" / "train.py"),
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["success"] and doc["error"] is None and doc["tps"] > 0
+    assert doc["total_tokens"] == 2 * 64 * 10
+    assert abs(doc["tps"] - doc["total_tokens"] / doc["wall_time_seconds"]) < 1e-6 * doc["tps"]
+    assert doc["total_time_seconds"] > doc["wall_time_seconds"] > 0
+    assert all(c["passed"] for c in doc["checks"]) and len(doc["checks"]) == 9
+    assert doc["diagnostics"]["reference_loss"] == doc["diagnostics"]["candidate_loss"]
+
+
+def test_faster_honest_variant_scores_higher(workdir):
+    # Interleaved, best of three each: load from other processes only ever slows a run down.
+    tps = {"template": [], "honest_fast": []}
+    for _ in range(3):
+        for name in tps:
+            doc = evaluate(name, workdir, parallel=1)
+            assert doc["success"], doc["error"]
+            tps[name].append(doc["tps"])
+    assert max(tps["honest_fast"]) > max(tps["template"]), tps
+
+
+def test_verify_cli_exit_codes(tmp_path):
+    verify = [sys.executable, str(ROOT / "local_test" / "verify.py")]
+    assert subprocess.run(verify + [str(tmp_path / "missing.py")], capture_output=True).returncode == 2
+    assert subprocess.run(verify + ["x.py", "--profile", "huge"], capture_output=True).returncode == 2
+    proc = subprocess.run(verify + [str(ROOT / "tests" / "fixtures" / "train" / "syntax_error.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "REJECTED" in proc.stdout and "syntax_error" in proc.stdout
