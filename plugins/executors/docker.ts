@@ -77,7 +77,7 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
         await writeFile(join(inDir, REQUEST_FILE), JSON.stringify(request), { mode: MODES.request });
         await chmod(inDir, MODES.dir);
         await chmod(outDir, MODES.dir);
-        const spec = sandboxSpec(opts, request, { inDir, outDir, dirsOwnedByRoot: process.getuid?.() === 0 });
+        const spec = sandboxSpec(opts, request, { inDir, outDir });
         const { end, document } = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
         output.end();
         const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));

@@ -2,7 +2,7 @@
 // as the validator's own user, can read the request (seed included) and write anywhere that user can,
 // so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
 import { spawn } from "node:child_process";
-import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
@@ -42,7 +42,11 @@ export const processExecutor = defineExecutor("process", ProcessExecutorOptions,
       const requestPath = join(dir, REQUEST_FILE);
       const resultPath = join(dir, RESULT_FILE);
       await writeFile(requestPath, JSON.stringify(request), { mode: 0o600 });
+      // Run as root, env.py moves the worker to an unprivileged uid: it must reach its home under tmp/
+      // (dir traversable, tmp/ sticky and open) but neither list the dir nor read the request.
+      await chmod(dir, 0o711);
       await mkdir(join(dir, "tmp"));
+      await chmod(join(dir, "tmp"), 0o1777);
       const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
       for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
       Object.assign(env, opts.env, { TMPDIR: join(dir, "tmp") });

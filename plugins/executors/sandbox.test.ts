@@ -5,7 +5,7 @@ import { bytes, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions,
 
 const limits = { memory: "8g", shmSize: "2g", pidsLimit: 256 };
 const request = tinyRequest("def inner_steps(*a):\n    pass\n");
-const dirs = { inDir: "/host/run/in", outDir: "/host/run/out", dirsOwnedByRoot: true };
+const dirs = { inDir: "/host/run/in", outDir: "/host/run/out" };
 
 describe("sandbox policy", () => {
   test("the container is locked down: no network, read-only root, capabilities limited, limits set", () => {
@@ -16,7 +16,7 @@ describe("sandbox policy", () => {
     expect(c.NetworkDisabled).toBe(true);
     expect(h.ReadonlyRootfs).toBe(true);
     expect(h.CapDrop).toEqual(["ALL"]);
-    expect(h.CapAdd!.sort()).toEqual(["CHOWN", "KILL", "SETGID", "SETUID"]);
+    expect(h.CapAdd!.sort()).toEqual(["CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"]);
     expect(h.SecurityOpt).toContain("no-new-privileges");
     expect(h.PidsLimit).toBe(256);
     expect(h.Memory).toBe(8 * 1024 ** 3);
@@ -26,13 +26,7 @@ describe("sandbox policy", () => {
     expect(h.Tmpfs!["/tmp"]).toContain("nosuid");
     expect(h.DeviceRequests).toEqual([]);
     expect(c.Labels!["crusades.task"]).toBe(request.task_id);
-    expect(c.Cmd).toEqual(["python3", "environments/templar/env.py", "--request", "/run/crusades/in/request.json", "--result", "/run/crusades/out/result.json"]);
-  });
-
-  test("a run directory owned by another user costs the supervisor DAC_OVERRIDE, nothing more", () => {
-    const opts = SandboxOptions.parse({});
-    expect(sandboxSpec(opts, request, { ...dirs, dirsOwnedByRoot: false }).capAdd).toContain("DAC_OVERRIDE");
-    expect(sandboxSpec(opts, request, dirs).capAdd).not.toContain("DAC_OVERRIDE");
+    expect([...(c.Entrypoint as string[]), ...c.Cmd!]).toEqual(["python3", "environments/templar/env.py", "--request", "/run/crusades/in/request.json", "--result", "/run/crusades/out/result.json"]);
   });
 
   test("GPUs are requested by device request: all, or chosen devices", () => {
@@ -50,7 +44,7 @@ describe("sandbox policy", () => {
       "--memory 8g", "--shm-size 2g", "--user 0:0", '--gpus "device=1"', "-v /host/run/in:/run/crusades/in:ro", `--label crusades.task=${request.task_id}`]) {
       expect(args).toContain(flag);
     }
-    expect(args).toMatch(/crusades-eval:cuda python3 environments\/templar\/env\.py --request/);
+    expect(args).toMatch(/--entrypoint python3 crusades-eval:cuda environments\/templar\/env\.py --request/);
   });
 
   test("sizes parse like docker's", () => {

@@ -3,11 +3,12 @@
 // executor on a remote GPU host). Both run the same sandbox, so hardening one hardens both.
 //
 // Who may touch what inside: env.py's supervisor starts as uid 0 holding only the capabilities it needs
-// to fork the worker under another uid (SETUID, SETGID), hand it its run directory (CHOWN) and freeze
-// and kill it (KILL). The worker drops to an unprivileged uid, which clears every capability, and with
-// no-new-privileges it can never regain one. The request (seed included) and the result directory are
-// mode 0700/0600 for uid 0, so only the supervisor reads the one and writes the other. The root
-// filesystem is read-only; only /tmp (and /dev/shm) can be written, and there is no network.
+// to fork the worker under another uid (SETUID, SETGID), hand it its run directory (CHOWN), read back
+// and remove what the worker wrote there and reach the run directory whoever owns it on the host
+// (DAC_OVERRIDE), and freeze and kill it (KILL). The worker drops to an unprivileged uid, which clears
+// every capability, and with no-new-privileges it can never regain one. The request (seed included) and
+// the result directory are 0600/0700, so the worker can read neither; the root filesystem is read-only,
+// only /tmp (and /dev/shm) can be written, and there is no network.
 import type { ContainerCreateOptions } from "dockerode";
 import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
@@ -40,8 +41,8 @@ export interface Limits {
 /** Where the run directory's two halves appear inside the container. */
 export const CONTAINER_IN = "/run/crusades/in";
 export const CONTAINER_OUT = "/run/crusades/out";
-const SUPERVISOR_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL"];
-/** Mode bits for the host side of the run directory: only the container's uid 0 gets in. */
+const SUPERVISOR_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE"];
+/** Mode bits for the host side of the run directory: the worker's uid gets in neither. */
 export const MODES = { dir: 0o700, request: 0o600 } as const;
 
 export const LABEL_VALIDATOR = "crusades.validator";
@@ -66,15 +67,11 @@ export interface SandboxSpec {
   tmpfs: Record<string, string>;
 }
 
-/**
- * `dirsOwnedByRoot`: whether the host side of the run directory belongs to uid 0 (a root validator). When
- * it belongs to another user the supervisor also needs DAC_OVERRIDE to get in; the worker loses it too.
- */
-export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, dirs: { inDir: string; outDir: string; dirsOwnedByRoot: boolean }): SandboxSpec {
+export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, dirs: { inDir: string; outDir: string }): SandboxSpec {
   return {
     name: `crusades-eval-${request.task_id}`,
     user: "0:0",
-    capAdd: dirs.dirsOwnedByRoot ? SUPERVISOR_CAPS : [...SUPERVISOR_CAPS, "DAC_OVERRIDE"],
+    capAdd: SUPERVISOR_CAPS,
     labels: { [LABEL_VALIDATOR]: opts.validatorId, [LABEL_TASK]: request.task_id, "crusades.submission": request.submission_id.slice(0, 200) },
     command: ["python3", HARNESS_SCRIPT, "--request", `${CONTAINER_IN}/${REQUEST_FILE}`, "--result", `${CONTAINER_OUT}/${RESULT_FILE}`],
     env: {
@@ -106,7 +103,9 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
   return {
     name: spec.name,
     Image: opts.image,
-    Cmd: spec.command,
+    // Whatever entrypoint the image declares, the harness command is the whole command line.
+    Entrypoint: spec.command.slice(0, 1),
+    Cmd: spec.command.slice(1),
     User: spec.user,
     WorkingDir: opts.appDir,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
@@ -148,6 +147,6 @@ export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: Sandbo
   for (const [k, v] of Object.entries(spec.labels)) args.push("--label", `${k}=${v}`);
   for (const [path, o] of Object.entries(spec.tmpfs)) args.push("--tmpfs", `${path}:${o}`);
   for (const [k, v] of Object.entries(spec.env)) args.push("-e", `${k}=${v}`);
-  args.push(opts.image, ...spec.command);
+  args.push("--entrypoint", spec.command[0]!, opts.image, ...spec.command.slice(1));
   return args;
 }

@@ -63,7 +63,6 @@ const KILL_RUN = [
 
 export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
   const prefix = `${opts.remoteTmp}/crusades-ssh-${opts.validatorId}-`;
-  let remoteUid = -1;
 
   // Runs that a dropped connection or a crashed validator left behind: kill them, remove their dirs.
   const cleanStale = async (s: Session, log: Logger) => {
@@ -71,11 +70,10 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
       KILL_RUN,
       `n=0; for d in ${q(prefix)}*; do [ -d "$d" ] || continue; killrun "$d"; rm -rf "$d"; n=$((n+1)); done`,
       opts.mode === "docker" ? `ids=$(docker ps -aq --filter label=${LABEL_VALIDATOR}=${opts.validatorId}); [ -z "$ids" ] || { docker rm -f $ids >/dev/null; n=$((n+1)); }` : "true",
-      "echo $n; id -u",
+      "echo $n",
     ].join("; ");
     const r = await s.exec(script);
-    const [stale, uid] = r.stdout.trim().split("\n");
-    remoteUid = Number(uid);
+    const stale = r.stdout.trim();
     if (Number(stale) > 0) log.warn(`removed ${stale} stale run(s) left on ${host.where} by an earlier connection`);
   };
   const host = sshHost(
@@ -116,7 +114,7 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
 
         let command: string;
         if (opts.mode === "docker") {
-          const spec = sandboxSpec(opts, request, { inDir: `${dir}/in`, outDir: `${dir}/out`, dirsOwnedByRoot: remoteUid === 0 });
+          const spec = sandboxSpec(opts, request, { inDir: `${dir}/in`, outDir: `${dir}/out` });
           container = spec.name;
           command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec).map(q).join(" ")}`;
         } else {

@@ -1,14 +1,17 @@
 // The docker executor on the real engine, with the CPU evaluation image (crusades-eval:cpu built from
 // environments/templar/Dockerfile on crusades-base:bookworm, see tests/fixtures/docker/), tiny profile.
+// Each container costs a full copy of the image on the vfs storage driver CI uses, so one hostile but
+// correct submission carries the isolation probes instead of one container per probe.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { createServer, type Server } from "node:net";
-import { networkInterfaces, tmpdir } from "node:os";
-import { readdirSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
-import { BASE_IMAGE, EVAL_IMAGE, forgingCode, hangingCode, marker, networkCode, pgrep, templateCode, tinyRequest, waitForProcess, writeOutsideCode } from "./helpers.ts";
+import { BASE_IMAGE, EVAL_IMAGE, expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const docker = new Docker();
 const reachable = await docker.ping().then(() => true, () => false);
@@ -26,81 +29,59 @@ describe.skipIf(!reachable)("docker executor", () => {
     if (!hasBase) throw new Error(`${BASE_IMAGE} is missing: run tests/fixtures/docker/build-base-image.sh first (as .ci/run does)`);
     // Builds crusades-eval:cpu through the executor's own build path when it is not there yet.
     await dockerExecutor(options).init!(memoryLogger());
-  }, 900_000);
+  }, 1_200_000);
 
   afterAll(async () => {
     for (const c of await containersOf(`${LABEL_VALIDATOR}=${validatorId}`)) await docker.getContainer(c.Id).remove({ force: true });
   });
 
-  test("evaluates the template end to end", async () => {
-    const request = tinyRequest(templateCode());
+  test("the template, with probes and a forged result added, is verified while every probe fails", async () => {
+    const net = await listener();
+    const request = tinyRequest(probingCode(templateCode(), net, FORBIDDEN_PATHS));
     const c = ctx();
-    const result = await dockerExecutor(options).evaluate(request, c);
-    expect(result.error).toBeNull();
-    expect(result.success).toBe(true);
-    expect(result.tps).toBeGreaterThan(0);
-    expect(result.device.type).toBe("cpu");
-    expect(result.diagnostics.worker_uid).not.toBe(0);
-    expect(c.log.lines.some((l) => l.includes(`submission=${request.submission_id}`))).toBe(true);
-    expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
-  }, 300_000);
+    try {
+      const result = await dockerExecutor(options).evaluate(request, c);
+      expect(result.error).toBeNull();
+      expect(result.success).toBe(true);
+      expect(result.tps).toBeGreaterThan(0);
+      expect(result.tps).toBeLessThan(1e12);
+      expect(result.device).toMatchObject({ type: "cpu" });
+      expect(result.diagnostics.worker_uid).not.toBe(0);
+      expect(c.log.lines.some((l) => l.includes(`submission=${request.submission_id}`))).toBe(true);
+      expectProbesFailed(c.log.lines);
+      expect(net.connections()).toBe(0);
+      expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
+    } finally {
+      net.close();
+    }
+  }, 600_000);
 
   test("a run that never returns is killed at the limit, leaving no container, process or directory", async () => {
     const before = runDirs();
     const tag = marker();
     const request = tinyRequest(hangingCode(tag));
-    const running = dockerExecutor({ ...options, timeoutSeconds: 100 }).evaluate(request, ctx());
-    expect(await waitForProcess(tag, 100_000)).toBe(true);
+    const running = dockerExecutor({ ...options, timeoutSeconds: 240 }).evaluate(request, ctx());
+    expect(await waitForProcess(tag, 240_000)).toBe(true);
     const result = await running;
     expect(result.error?.code).toBe("timeout");
     expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
     expect(await pgrep(tag)).toEqual([]);
     expect(runDirs().filter((d) => !before.includes(d))).toEqual([]);
-  }, 200_000);
-
-  test("a submission that opens a socket gets no network", async () => {
-    let connections = 0;
-    const server: Server = createServer((s) => {
-      connections++;
-      s.destroy();
-    });
-    await new Promise<void>((r) => server.listen(0, "0.0.0.0", r));
-    const port = (server.address() as { port: number }).port;
-    // A non-loopback address of this host when there is one: reachable from any container with a network.
-    const host = Object.values(networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address ?? "127.0.0.1";
-    try {
-      const result = await dockerExecutor(options).evaluate(tinyRequest(networkCode(host, port)), ctx());
-      expect(result.error?.code).toBe("crash");
-      expect(result.error?.message).toContain("network attempt:");
-      expect(result.error?.message).not.toContain("connected");
-      expect(connections).toBe(0);
-    } finally {
-      server.close();
-    }
-  }, 300_000);
-
-  test("a submission that writes outside its tmp dirs fails", async () => {
-    const paths = ["/app/escaped.txt", "/usr/lib/escaped.txt", "/run/crusades/out/escaped.txt", "/run/crusades/in/escaped.txt", "/escaped.txt"];
-    const result = await dockerExecutor(options).evaluate(tinyRequest(writeOutsideCode(paths)), ctx());
-    expect(result.success).toBe(false);
-    expect(result.error?.message).toContain("write attempts:");
-    expect(result.error?.message).not.toContain("=written");
-    for (const p of paths) expect(result.error?.message).toMatch(new RegExp(`${p}=(EROFS|EACCES|EPERM)`));
-  }, 300_000);
-
-  test("a forged result document printed or planted by the submission does not change the result", async () => {
-    const result = await dockerExecutor(options).evaluate(tinyRequest(forgingCode(templateCode())), ctx());
-    expect(result.success).toBe(true);
-    expect(result.tps).toBeLessThan(1e12);
-    expect(result.device.name).not.toBe("forged");
-  }, 300_000);
+  }, 600_000);
 
   test("containers left by a crashed validator are removed at start", async () => {
-    const stale = await docker.createContainer({ Image: BASE_IMAGE, Cmd: ["sleep", "600"], Labels: { [LABEL_VALIDATOR]: validatorId } });
+    // A one-file image keeps this cheap: the stale container is never started.
+    const dir = mkdtempSync(join(tmpdir(), "crusades-empty-"));
+    const tar = spawnSync("tar", ["-c", "-C", dir, "."]);
+    rmSync(dir, { recursive: true });
+    const imported = spawnSync("docker", ["import", "-", "crusades-test-empty:latest"], { input: tar.stdout });
+    expect(imported.status).toBe(0);
+    const stale = await docker.createContainer({ Image: "crusades-test-empty:latest", Cmd: ["/none"], Labels: { [LABEL_VALIDATOR]: validatorId } });
     const log = memoryLogger();
     await dockerExecutor(options).init!(log);
     expect(await docker.getContainer(stale.id).inspect().then(() => "present", () => "gone")).toBe("gone");
     expect(log.lines.some((l) => l.includes("stale evaluation container"))).toBe(true);
+    await docker.getImage("crusades-test-empty:latest").remove().catch(() => {});
   }, 120_000);
 
   test("a missing image with building disabled fails the run with a clear reason", async () => {

@@ -1,7 +1,10 @@
 // Shared by the executor suites: tiny-profile requests for arbitrary code, and submissions that
 // misbehave in the ways a sandbox must survive.
+import { expect } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import { benchmarkSettings, loadHParams, repoRoot } from "../../core/hparams.ts";
@@ -69,10 +72,21 @@ for _d in {_os.getcwd(), "/tmp", _os.environ.get("TMPDIR", "/tmp"), "/out", "/re
         pass
 `;
 
-/** Tries to write each path when training starts and raises with what happened to each ("written" or the errno). */
-export const writeOutsideCode = (paths: string[]) => `
-import errno
-def inner_steps(model, data_iterator, optimizer, num_steps, device):
+/**
+ * The template, plus probes that run on import and print what happened: a connection to host:port
+ * ("network attempt: connected" or the errno) and a write to each path ("<path>=written" or the errno).
+ * A sandbox must leave it verified, with every probe failing.
+ */
+export const probingCode = (template: string, net: { host: string; port: number }, paths: string[]) => `${forgingCode(template)}
+
+import errno as _errno, socket as _socket
+def _probe():
+    try:
+        _socket.create_connection((${JSON.stringify(net.host)}, ${net.port}), timeout=3).close()
+        net = "connected"
+    except OSError as e:
+        net = _errno.errorcode.get(e.errno, str(e))
+    print("network attempt:", net, flush=True)
     outcome = []
     for path in ${JSON.stringify(paths)}:
         try:
@@ -80,21 +94,9 @@ def inner_steps(model, data_iterator, optimizer, num_steps, device):
                 f.write("escaped")
             outcome.append(f"{path}=written")
         except OSError as e:
-            outcome.append(f"{path}={errno.errorcode.get(e.errno, e.errno)}")
-    raise RuntimeError("write attempts: " + " ".join(outcome))
-`;
-
-/** Tries to reach a host on the network from inside the training call and raises with the outcome. */
-export const networkCode = (host: string, port: number) => `
-import errno, socket
-def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    try:
-        s = socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=3)
-        s.sendall(b"leak")
-        outcome = "connected"
-    except OSError as e:
-        outcome = errno.errorcode.get(e.errno, str(e))
-    raise RuntimeError("network attempt: " + outcome)
+            outcome.append(f"{path}={_errno.errorcode.get(e.errno, e.errno)}")
+    print("write attempts:", " ".join(outcome), flush=True)
+_probe()
 `;
 
 export async function pgrep(pattern: string): Promise<string[]> {
@@ -102,4 +104,31 @@ export async function pgrep(pattern: string): Promise<string[]> {
   const out = await new Response(p.stdout).text();
   await p.exited;
   return out.split("\n").filter((l) => l && !l.includes("pgrep"));
+}
+
+/** Paths a submission must not be able to write: the image, the request and result mounts, the root. */
+export const FORBIDDEN_PATHS = ["/app/escaped.txt", "/usr/lib/escaped.txt", "/run/crusades/out/escaped.txt", "/run/crusades/in/escaped.txt", "/escaped.txt"];
+
+/** A TCP listener on every interface that counts connections, and an address of this host to reach it by. */
+export async function listener(): Promise<{ host: string; port: number; connections: () => number; close: () => void }> {
+  let connections = 0;
+  const server: Server = createServer((s) => {
+    connections++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, "0.0.0.0", r));
+  // A non-loopback address when there is one: reachable from any container that has a network.
+  const host = Object.values(networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address ?? "127.0.0.1";
+  return { host, port: (server.address() as { port: number }).port, connections: () => connections, close: () => server.close() };
+}
+
+/** Asserts the probes of `probingCode` all failed, from the run's streamed log. */
+export function expectProbesFailed(lines: string[]) {
+  const net = lines.find((l) => l.includes("network attempt:"));
+  expect(net).toBeDefined();
+  expect(net).not.toContain("connected");
+  const writes = lines.find((l) => l.includes("write attempts:"));
+  expect(writes).toBeDefined();
+  expect(writes).not.toContain("=written");
+  for (const p of FORBIDDEN_PATHS) expect(writes).toMatch(new RegExp(`${p}=(EROFS|EACCES|EPERM)`));
 }

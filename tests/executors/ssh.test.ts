@@ -10,7 +10,7 @@ import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { sshExecutor } from "../../plugins/executors/ssh.ts";
 import { startSshd, TEST_USER, type Sshd } from "../fixtures/sshd/sshd.ts";
-import { BASE_IMAGE, EVAL_IMAGE, forgingCode, hangingCode, harnessDir, marker, pgrep, templateCode, tinyRequest, waitForProcess, writeOutsideCode } from "./helpers.ts";
+import { BASE_IMAGE, EVAL_IMAGE, expectProbesFailed, FORBIDDEN_PATHS, forgingCode, hangingCode, harnessDir, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const python = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).stdout.trim();
 const isRoot = process.getuid?.() === 0;
@@ -119,26 +119,25 @@ describe.skipIf(!isRoot)("ssh executor", () => {
       await dockerExecutor({ image: EVAL_IMAGE, build: { baseImage: BASE_IMAGE } }).init!(memoryLogger());
     }, 900_000);
 
-    test("evaluates the template end to end in the sandbox container", async () => {
+    test("the template, with probes and a forged result added, is verified in the sandbox while every probe fails", async () => {
+      const net = await listener();
+      const c = ctx();
       const ex = viaDocker();
-      const result = await ex.evaluate(tinyRequest(templateCode()), ctx());
-      await ex.close!();
-      expect(result.error).toBeNull();
-      expect(result.success).toBe(true);
-      expect(result.tps).toBeGreaterThan(0);
-      expect(result.diagnostics.worker_uid).not.toBe(0);
-      expect(remoteDirs()).toEqual([]);
-      expect(await new Docker().listContainers({ all: true, filters: { label: [`crusades.validator=${validatorId}`] } })).toEqual([]);
-    }, 300_000);
-
-    test("a submission that writes outside its tmp dirs fails", async () => {
-      const paths = ["/app/escaped.txt", "/run/crusades/out/escaped.txt", "/escaped.txt"];
-      const ex = viaDocker();
-      const result = await ex.evaluate(tinyRequest(writeOutsideCode(paths)), ctx());
-      await ex.close!();
-      expect(result.success).toBe(false);
-      expect(result.error?.message).toContain("write attempts:");
-      expect(result.error?.message).not.toContain("=written");
-    }, 300_000);
+      try {
+        const result = await ex.evaluate(tinyRequest(probingCode(templateCode(), net, FORBIDDEN_PATHS)), c);
+        expect(result.error).toBeNull();
+        expect(result.success).toBe(true);
+        expect(result.tps).toBeGreaterThan(0);
+        expect(result.tps).toBeLessThan(1e12);
+        expect(result.diagnostics.worker_uid).not.toBe(0);
+        expectProbesFailed(c.log.lines);
+        expect(net.connections()).toBe(0);
+        expect(remoteDirs()).toEqual([]);
+        expect(await new Docker().listContainers({ all: true, filters: { label: [`crusades.validator=${validatorId}`] } })).toEqual([]);
+      } finally {
+        await ex.close!();
+        net.close();
+      }
+    }, 600_000);
   });
 });
