@@ -214,7 +214,7 @@ export function createPipeline(o: PipelineOptions) {
   function scoreReady(): number {
     const ready = store.readyToScore();
     for (const s of ready) {
-      const outcome = scoreRuns(store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0 })), hparams.min_success_rate);
+      const outcome = scoreRuns(store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code })), hparams.min_success_rate);
       store.settle(s.id, outcome, hparams.leader_threshold, sinkNames, scorePayload);
       const leader = store.leader(hparams.leader_threshold);
       if (outcome.ok) {

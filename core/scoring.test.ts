@@ -10,8 +10,9 @@ describe("scoreRuns", () => {
   test("even count takes the middle mean; failures are ignored", () => {
     expect(scoreRuns(runs(10, null, 20, 40, 30), 0.5)).toMatchObject({ ok: true, score: 25, successfulRuns: 4 });
   });
-  test("no success at all fails", () => {
-    expect(scoreRuns(runs(null, null, null), 0.5)).toMatchObject({ ok: false, code: "no_successful_runs" });
+  test("no success at all fails, and the message says why the runs failed", () => {
+    const failed = [{ success: false, tps: 0, errorCode: "timeout" }, { success: false, tps: 0, errorCode: "weights_mismatch" }, { success: false, tps: 0, errorCode: "weights_mismatch" }];
+    expect(scoreRuns(failed, 0.5)).toMatchObject({ ok: false, code: "no_successful_runs", message: "none of 3 runs succeeded: weights_mismatch ×2, timeout" });
   });
   test("too few successes fail with the rate in the message", () => {
     const r = scoreRuns(runs(100, null, null, null, null), 0.5);

@@ -3,6 +3,14 @@
 export interface RunOutcome {
   success: boolean;
   tps: number;
+  errorCode?: string | null;
+}
+
+/** "weights_mismatch ×2, timeout": why the failed runs failed, most common first. */
+function failureSummary(runs: RunOutcome[]): string {
+  const counts = new Map<string, number>();
+  for (const r of runs) if (!r.success) counts.set(r.errorCode ?? "unknown", (counts.get(r.errorCode ?? "unknown") ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([code, n]) => (n > 1 ? `${code} ×${n}` : code)).join(", ");
 }
 
 export type SubmissionScore =
@@ -20,13 +28,13 @@ export function median(values: number[]): number {
 export function scoreRuns(runs: RunOutcome[], minSuccessRate: number): SubmissionScore {
   const ok = runs.filter((r) => r.success && Number.isFinite(r.tps) && r.tps > 0);
   const base = { successfulRuns: ok.length, totalRuns: runs.length };
-  if (ok.length === 0) return { ok: false, code: "no_successful_runs", message: `none of ${runs.length} runs succeeded`, ...base };
+  if (ok.length === 0) return { ok: false, code: "no_successful_runs", message: `none of ${runs.length} runs succeeded: ${failureSummary(runs)}`, ...base };
   const rate = ok.length / runs.length;
   if (rate < minSuccessRate) {
     return {
       ok: false,
       code: "low_success_rate",
-      message: `${ok.length} of ${runs.length} runs succeeded (${(rate * 100).toFixed(0)}%), below the minimum ${(minSuccessRate * 100).toFixed(0)}%`,
+      message: `${ok.length} of ${runs.length} runs succeeded (${(rate * 100).toFixed(0)}%), below the minimum ${(minSuccessRate * 100).toFixed(0)}%; failures: ${failureSummary(runs)}`,
       ...base,
     };
   }
