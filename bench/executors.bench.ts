@@ -9,12 +9,14 @@ import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import type { EvaluationRequest, EvaluationResult } from "../core/contracts.ts";
+import { repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
 import type { Executor } from "../core/plugin.ts";
 import { dockerExecutor } from "../plugins/executors/docker.ts";
 import { processExecutor } from "../plugins/executors/process.ts";
 import { sshExecutor } from "../plugins/executors/ssh.ts";
-import { BASE_IMAGE, EVAL_IMAGE, harnessDir, templateCode, tinyRequest } from "../tests/executors/helpers.ts";
+import { BASE_IMAGE, EVAL_IMAGE } from "../tests/fixtures/docker/images.ts";
+import { templateCode, tinyRequest } from "../tests/executors/helpers.ts";
 import { startSshd, TEST_USER, type Sshd } from "../tests/fixtures/sshd/sshd.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "2" }, only: { type: "string", default: "process,docker,ssh-direct,ssh-docker" } } });
@@ -59,7 +61,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const rows: Row[] = [];
 let sshd: Sshd | undefined;
 try {
-  if (only.has("process")) rows.push(await measure("process", processExecutor({ unsafe: true, workdir: harnessDir })));
+  if (only.has("process")) rows.push(await measure("process", processExecutor({ unsafe: true })));
   const dockerOptions = { image: EVAL_IMAGE, gpus: "none" as const, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE }, validatorId: "bench" };
   if (only.has("docker")) {
     if (dockerOk) rows.push(await measure("docker", dockerExecutor(dockerOptions)));
@@ -70,7 +72,7 @@ try {
     else {
       sshd = await startSshd({ users: [TEST_USER, "root"] });
       const base = { host: sshd.host, port: sshd.port, privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath, validatorId: "bench" };
-      if (only.has("ssh-direct")) rows.push(await measure("ssh direct", sshExecutor({ ...base, user: "root", mode: "direct", remoteRepo: harnessDir, python })));
+      if (only.has("ssh-direct")) rows.push(await measure("ssh direct", sshExecutor({ ...base, user: "root", mode: "direct", remoteRepo: repoRoot, python })));
       if (only.has("ssh-docker") && dockerOk) rows.push(await measure("ssh docker", sshExecutor({ ...base, ...dockerOptions, user: TEST_USER, mode: "docker" })));
     }
   }

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
-import { BASE_IMAGE, EVAL_IMAGE, expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
+import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
+import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const docker = new Docker();
 const reachable = await docker.ping().then(() => true, () => false);

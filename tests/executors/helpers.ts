@@ -9,13 +9,7 @@ import { join } from "node:path";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import { benchmarkSettings, loadHParams, repoRoot } from "../../core/hparams.ts";
 
-/** The CPU evaluation image for tests: environments/templar/Dockerfile built on tests/fixtures/docker's base. */
-export const BASE_IMAGE = "crusades-base:bookworm";
-export const EVAL_IMAGE = "crusades-eval:cpu";
-
-/** Where the harness and the template live; another checkout can be tested with CRUSADES_TEST_HARNESS_DIR. */
-export const harnessDir = process.env.CRUSADES_TEST_HARNESS_DIR ?? repoRoot;
-export const templateCode = () => readFileSync(join(harnessDir, "local_test/train.py"), "utf8");
+export const templateCode = () => readFileSync(join(repoRoot, "local_test/train.py"), "utf8");
 
 export function tinyRequest(code: string, overrides: Partial<EvaluationRequest["benchmark"]> = {}): EvaluationRequest {
   const h = loadHParams();

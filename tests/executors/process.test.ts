@@ -4,9 +4,8 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { memoryLogger } from "../../core/log.ts";
 import { processExecutor } from "../../plugins/executors/process.ts";
-import { forgingCode, hangingCode, harnessDir, marker, pgrep, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
+import { forgingCode, hangingCode, marker, pgrep, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
-const workdir = harnessDir;
 const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith("crusades-run-"));
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 
@@ -20,7 +19,7 @@ describe("process executor", () => {
   test("evaluates the template end to end", async () => {
     const request = tinyRequest(templateCode());
     const c = ctx();
-    const result = await processExecutor({ unsafe: true, workdir }).evaluate(request, c);
+    const result = await processExecutor({ unsafe: true }).evaluate(request, c);
     expect(result.error).toBeNull();
     expect(result.success).toBe(true);
     expect(result.tps).toBeGreaterThan(0);
@@ -32,7 +31,7 @@ describe("process executor", () => {
     const before = runDirs();
     const tag = marker();
     const t0 = performance.now();
-    const running = processExecutor({ unsafe: true, workdir, timeoutSeconds: 40 }).evaluate(tinyRequest(hangingCode(tag)), ctx());
+    const running = processExecutor({ unsafe: true, timeoutSeconds: 40 }).evaluate(tinyRequest(hangingCode(tag)), ctx());
     expect(await waitForProcess(tag, 40_000)).toBe(true);
     const result = await running;
     expect(result.error?.code).toBe("timeout");
@@ -42,7 +41,7 @@ describe("process executor", () => {
   }, 60_000);
 
   test("a forged result document in the output does not change the result", async () => {
-    const result = await processExecutor({ unsafe: true, workdir }).evaluate(tinyRequest(forgingCode(templateCode())), ctx());
+    const result = await processExecutor({ unsafe: true }).evaluate(tinyRequest(forgingCode(templateCode())), ctx());
     expect(result.tps).toBeLessThan(1e12);
     expect(result.device.name).not.toBe("forged");
     expect(result.total_tokens).not.toBe(10 ** 9);
@@ -51,7 +50,7 @@ describe("process executor", () => {
   test("an abort stops the run and reports it cancelled", async () => {
     const tag = marker();
     const ac = new AbortController();
-    const running = processExecutor({ unsafe: true, workdir }).evaluate(tinyRequest(hangingCode(tag)), { log: memoryLogger(), signal: ac.signal });
+    const running = processExecutor({ unsafe: true }).evaluate(tinyRequest(hangingCode(tag)), { log: memoryLogger(), signal: ac.signal });
     expect(await waitForProcess(tag, 40_000)).toBe(true);
     ac.abort();
     const result = await running;
@@ -60,7 +59,7 @@ describe("process executor", () => {
   }, 60_000);
 
   test("a missing interpreter is an executor error, not a crash", async () => {
-    const result = await processExecutor({ unsafe: true, workdir, python: "/nonexistent/python3" }).evaluate(tinyRequest("def inner_steps(*a):\n    pass\n"), ctx());
+    const result = await processExecutor({ unsafe: true, python: "/nonexistent/python3" }).evaluate(tinyRequest("def inner_steps(*a):\n    pass\n"), ctx());
     expect(result.error?.code).toBe("executor_error");
     expect(result.error?.message).toContain("/nonexistent/python3");
   });

@@ -6,11 +6,13 @@ import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { sshExecutor } from "../../plugins/executors/ssh.ts";
 import { startSshd, TEST_USER, type Sshd } from "../fixtures/sshd/sshd.ts";
-import { BASE_IMAGE, EVAL_IMAGE, expectProbesFailed, FORBIDDEN_PATHS, forgingCode, hangingCode, harnessDir, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
+import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
+import { expectProbesFailed, FORBIDDEN_PATHS, forgingCode, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const python = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).stdout.trim();
 const isRoot = process.getuid?.() === 0;
@@ -24,7 +26,7 @@ const remoteDirs = () => spawnSync("sh", ["-c", `ls -d /tmp/crusades-ssh-${valid
 const direct = (extra: Record<string, unknown> = {}) =>
   sshExecutor({
     host: sshd.host, port: sshd.port, user: "root", privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
-    mode: "direct", remoteRepo: harnessDir, python, validatorId, ...extra,
+    mode: "direct", remoteRepo: repoRoot, python, validatorId, ...extra,
   });
 
 describe.skipIf(!isRoot)("ssh executor", () => {
