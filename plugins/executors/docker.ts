@@ -7,17 +7,14 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
-import { loadHParams, repoRoot } from "../../core/hparams.ts";
+import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream, type LogStream } from "./log-stream.ts";
 import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
 
-const hp = () => loadHParams().executor;
-
 export const DockerExecutorOptions = SandboxOptions.extend({
-  /** Build the image from environments/templar/Dockerfile when it is missing; false: it must exist. */
   build: z
     .union([
       z.literal(false),
@@ -30,15 +27,10 @@ export const DockerExecutorOptions = SandboxOptions.extend({
         baseImage: z.string().min(1).optional(),
       }),
     ])
-    .prefault({}),
-  memory: z.string().regex(/^\d+[kmg]?$/i, "a size such as 64g").default(() => hp().memory),
-  shmSize: z.string().regex(/^\d+[kmg]?$/i, "a size such as 16g").default(() => hp().shm_size),
-  pidsLimit: z.number().int().positive().default(() => hp().pids_limit),
-  maxLogBytes: z.number().int().positive().default(() => hp().max_log_bytes),
-  marginSeconds: z.number().nonnegative().default(60),
-  timeoutSeconds: z.number().positive().optional(),
-  /** Docker engine socket; defaults to DOCKER_HOST or /var/run/docker.sock. */
-  socketPath: z.string().min(1).optional(),
+    .prefault({})
+    .describe("Build the image when missing: { context, dockerfile, include, baseImage } (BASE build-arg); false: it must exist."),
+  ...limitOptions(),
+  socketPath: z.string().min(1).optional().describe("Docker engine socket; default DOCKER_HOST or /var/run/docker.sock."),
 });
 export type DockerExecutorOptions = z.infer<typeof DockerExecutorOptions>;
 

@@ -1,7 +1,9 @@
 // What every executor shares about the evaluation harness: how it is invoked, how long it may take,
 // and how whatever it left behind becomes a result. Executors differ only in where and how isolated
 // the command runs.
+import { z } from "zod";
 import { failedResult, parseResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
+import { loadHParams } from "../../core/hparams.ts";
 
 /** Relative to a directory that holds environments/templar and hparams/models (model_config is relative). */
 export const HARNESS_SCRIPT = "environments/templar/env.py";
@@ -10,6 +12,21 @@ export const RESULT_FILE = "result.json";
 
 export function harnessArgs(requestPath: string, resultPath: string): string[] {
   return [HARNESS_SCRIPT, "--request", requestPath, "--result", resultPath];
+}
+
+export const size = (example: string) => z.string().regex(/^\d+[kmg]?$/i, `a size such as ${example}`);
+
+/** Limit options every executor shares; container sizes default to hparams.json's `executor` block. */
+export function limitOptions() {
+  const hp = () => loadHParams().executor;
+  return {
+    memory: size("64g").default(() => hp().memory).describe("Container memory limit (docker sizes: 512m, 64g); default hparams executor.memory."),
+    shmSize: size("16g").default(() => hp().shm_size).describe("Size of /dev/shm; default hparams executor.shm_size."),
+    pidsLimit: z.number().int().positive().default(() => hp().pids_limit).describe("Most processes in the container; default hparams executor.pids_limit."),
+    maxLogBytes: z.number().int().positive().default(() => hp().max_log_bytes).describe("Run output forwarded to the log, per run; default hparams executor.max_log_bytes."),
+    marginSeconds: z.number().nonnegative().default(60).describe("Added to the request's timeout_seconds to form the hard wall-clock limit."),
+    timeoutSeconds: z.number().positive().optional().describe("The whole hard limit in seconds, replacing timeout_seconds + marginSeconds."),
+  };
 }
 
 /**

@@ -7,26 +7,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
-import { loadHParams, repoRoot } from "../../core/hparams.ts";
+import { repoRoot } from "../../core/hparams.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { harnessArgs, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
 import { killTree } from "./process-tree.ts";
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
     error: "the process executor runs submitted code with no sandbox (it can read the seed, the network and your files); set `unsafe: true` only for local development, use the docker or ssh executor otherwise",
-  }),
-  python: z.string().min(1).default("python3"),
-  /** Directory holding environments/templar and hparams/models; the harness runs with it as cwd. */
-  workdir: z.string().min(1).default(repoRoot),
-  /** Added to the request's timeout_seconds to form the hard limit. */
-  marginSeconds: z.number().nonnegative().default(60),
-  /** The whole hard limit in seconds, replacing timeout_seconds + margin. */
-  timeoutSeconds: z.number().positive().optional(),
-  maxLogBytes: z.number().int().positive().default(() => loadHParams().executor.max_log_bytes),
-  /** Extra environment for the harness. Nothing else from the validator's environment is passed on. */
-  env: z.record(z.string(), z.string()).default({}),
+  }).describe("Must be true: submitted code runs with no isolation. Development and demos only."),
+  python: z.string().min(1).default("python3").describe("Interpreter with the harness's Python stack."),
+  workdir: z.string().min(1).default(repoRoot).describe("Directory holding environments/templar and hparams/models; the harness's cwd."),
+  ...(({ marginSeconds, timeoutSeconds, maxLogBytes }) => ({ marginSeconds, timeoutSeconds, maxLogBytes }))(limitOptions()),
+  env: z.record(z.string(), z.string()).default({}).describe("Extra environment for the harness; nothing else of the validator's environment is passed on."),
 });
 
 // Only what Python needs: the validator's environment may hold wallet secrets.

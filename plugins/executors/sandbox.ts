@@ -12,23 +12,18 @@
 import type { ContainerCreateOptions } from "dockerode";
 import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
-import { HARNESS_SCRIPT, REQUEST_FILE, RESULT_FILE } from "./harness.ts";
+import { HARNESS_SCRIPT, REQUEST_FILE, RESULT_FILE, size } from "./harness.ts";
 
-const size = z.string().regex(/^\d+[kmg]?$/i, "a size such as 16g");
 
 export const GpuSelection = z.union([z.enum(["all", "none"]), z.array(z.string().regex(/^[\w-]+$/, "a GPU index or UUID")).min(1)]);
 export type GpuSelection = z.infer<typeof GpuSelection>;
 
 export const SandboxOptions = z.object({
-  image: z.string().min(1).default("crusades-eval:latest"),
-  /** `all`, `none` (CPU only) or device indices/UUIDs such as ["0", "1"]. */
-  gpus: GpuSelection.default("all"),
-  /** Working directory in the image that holds environments/templar and hparams/models. */
-  appDir: z.string().startsWith("/").default("/app"),
-  /** Size of the /tmp tmpfs, which also holds the worker's compile caches. */
-  tmpfsSize: size.default("4g"),
-  /** Label value that marks this validator's containers, so a restarted validator removes its strays. */
-  validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default"),
+  image: z.string().min(1).default("crusades-eval:latest").describe("Evaluation image (environments/templar/Dockerfile)."),
+  gpus: GpuSelection.default("all").describe('GPUs by device request: "all", "none" (CPU only) or device indices/UUIDs such as ["0", "1"].'),
+  appDir: z.string().startsWith("/").default("/app").describe("Directory in the image holding environments/templar and hparams/models."),
+  tmpfsSize: size("4g").default("4g").describe("Size of the /tmp tmpfs, which also holds the worker's compile caches."),
+  validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default").describe("Labels this validator's containers and remote run dirs, so a restart removes what a crash left."),
 });
 export type SandboxOptions = z.infer<typeof SandboxOptions>;
 

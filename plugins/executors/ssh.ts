@@ -6,44 +6,34 @@ import { homedir } from "node:os";
 import { existsSync } from "node:fs";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
-import { loadHParams } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { harnessArgs, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream, type LogStream } from "./log-stream.ts";
 import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
 import { ConnectionLost, sshHost, type Session } from "./ssh-connection.ts";
 
-const hp = () => loadHParams().executor;
 const MAX_RESULT_BYTES = 16 << 20;
 
 export const SshExecutorOptions = SandboxOptions.extend({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
-  user: z.string().min(1),
-  /** A private key file; without one, the ssh-agent at `agent` (default $SSH_AUTH_SOCK) is used. */
-  privateKeyPath: z.string().min(1).optional(),
-  passphrase: z.string().optional(),
-  agent: z.string().min(1).optional(),
-  knownHostsPath: z.string().min(1).default(() => `${homedir()}/.ssh/known_hosts`),
-  /** Accept a host whose key is not in known_hosts (logged with its fingerprint). Never for production. */
-  trustUnknownHost: z.boolean().default(false),
-  /** `docker`: the sandbox container (image present on the host); `direct`: python3 on the host, no isolation. */
-  mode: z.enum(["docker", "direct"]).default("docker"),
-  /** direct mode: a checkout on the host holding environments/templar and hparams/models. */
-  remoteRepo: z.string().startsWith("/").optional(),
-  python: z.string().min(1).default("python3"),
-  /** Remote directory under which each run gets its own `mktemp -d` directory. */
-  remoteTmp: z.string().startsWith("/").default("/tmp"),
-  memory: z.string().regex(/^\d+[kmg]?$/i, "a size such as 64g").default(() => hp().memory),
-  shmSize: z.string().regex(/^\d+[kmg]?$/i, "a size such as 16g").default(() => hp().shm_size),
-  pidsLimit: z.number().int().positive().default(() => hp().pids_limit),
-  maxLogBytes: z.number().int().positive().default(() => hp().max_log_bytes),
-  marginSeconds: z.number().nonnegative().default(60),
-  timeoutSeconds: z.number().positive().optional(),
-  connectTimeoutSeconds: z.number().positive().default(20),
-  /** Reconnect delays after a failed or dropped connection: initial, doubled up to max. */
-  backoff: z.object({ initialSeconds: z.number().positive().default(5), maxSeconds: z.number().positive().default(300) }).prefault({}),
+  host: z.string().min(1).describe("The GPU host."),
+  port: z.number().int().min(1).max(65535).default(22).describe("SSH port."),
+  user: z.string().min(1).describe("Login on the host (in its docker group for docker mode)."),
+  privateKeyPath: z.string().min(1).optional().describe("Private key file; without one, the ssh-agent (`agent` or $SSH_AUTH_SOCK)."),
+  passphrase: z.string().optional().describe("Passphrase of the private key."),
+  agent: z.string().min(1).optional().describe("ssh-agent socket path."),
+  knownHostsPath: z.string().min(1).default("~/.ssh/known_hosts").describe("known_hosts file the host key must be in."),
+  trustUnknownHost: z.boolean().default(false).describe("Accept a host key that is not in known_hosts (logged with its fingerprint). Never in production."),
+  mode: z.enum(["docker", "direct"]).default("docker").describe("docker: the sandbox container (image present on the host); direct: python3 on the host, no isolation."),
+  remoteRepo: z.string().startsWith("/").optional().describe("direct mode: a checkout on the host holding environments/templar and hparams/models."),
+  python: z.string().min(1).default("python3").describe("direct mode: the host's interpreter with the harness's Python stack."),
+  remoteTmp: z.string().startsWith("/").default("/tmp").describe("Where each run gets its own `mktemp -d` directory on the host."),
+  ...limitOptions(),
+  connectTimeoutSeconds: z.number().positive().default(20).describe("Seconds to wait for the SSH handshake."),
+  backoff: z
+    .object({ initialSeconds: z.number().positive().default(5), maxSeconds: z.number().positive().default(300) })
+    .prefault({})
+    .describe("Reconnect delays after a failed or dropped connection: initialSeconds, doubled up to maxSeconds."),
 })
   .refine((o) => o.mode !== "direct" || o.remoteRepo, { path: ["remoteRepo"], message: "direct mode needs the path of a checkout on the host" })
   .refine((o) => o.privateKeyPath || o.agent || process.env.SSH_AUTH_SOCK, { path: ["privateKeyPath"], message: "give a private key path, or an ssh-agent (agent or $SSH_AUTH_SOCK)" })
@@ -76,10 +66,7 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
     const stale = r.stdout.trim();
     if (Number(stale) > 0) log.warn(`removed ${stale} stale run(s) left on ${host.where} by an earlier connection`);
   };
-  const host = sshHost(
-    { ...opts, knownHostsPath: opts.knownHostsPath, backoff: opts.backoff },
-    cleanStale,
-  );
+  const host = sshHost({ ...opts, knownHostsPath: opts.knownHostsPath.replace(/^~(?=\/)/, homedir()) }, cleanStale);
 
   return {
     async init(log) {
