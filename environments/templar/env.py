@@ -358,6 +358,7 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         code_path.write_text(request["code"], encoding="utf-8")
         code_path.chmod(0o444)
         workload.model_class(config)
+        timings["prepare_s"] = time.perf_counter() - started
         worker = WorkerProcess(config, device, request, run_dir)
         diag["worker_uid"] = worker.uid
 
@@ -369,10 +370,12 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
 
         deadline = time.monotonic() + bench["timeout_seconds"]
         limit = bench["timeout_seconds"]
+        t = time.perf_counter()
         try:
             worker.recv(deadline, "setting up", limit)
         except Fail as f:
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
+        timings["setup_wait_s"] = time.perf_counter() - t
         t = time.perf_counter()
         worker.send({"op": "load", "code_path": str(code_path)})
         worker.recv(deadline, "importing train.py", limit)
@@ -403,6 +406,7 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
             expected_tokens=expected_tokens, logits_shape=(bench["batch_size"], bench["sequence_length"] - 1, vocab),
             reported=reported, cand=cand, ref=ref, w0=w0, tol=request["verification"], device=device)
         timings["verify_s"] = time.perf_counter() - t
+        timings["teardown_s"] = t - t0 - window
         diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported.get("total_tokens"),
                     n_params=n_params)
         if error:

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""How much does an evaluation cost beyond the time it measures, and how stable is what it measures?
+
+    python3 bench/eval_overhead.py [--profile tiny|benchmark] [--runs 5] [--train PATH] [--synthetic]
+
+Runs the validator's path (local_test/verify.py's request builder, then environments/templar/env.py as
+its own process, one run after another) and prints: the wall time of the whole N-run evaluation, the sum
+of the timed windows (the baseline: what is being measured), their ratio (our overhead), the mean time
+of each phase, and TPS per run with its coefficient of variation. --synthetic replaces the benchmark's
+token shard with seeded synthetic tokens (for a GPU box without prepared data)."""
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "local_test"))
+
+from verify import build_request, run_env  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=["tiny", "benchmark"], default="tiny")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--train", type=Path, default=ROOT / "local_test" / "train.py")
+    parser.add_argument("--synthetic", action="store_true")
+    args = parser.parse_args()
+    hp = json.loads((ROOT / "hparams" / "hparams.json").read_text())
+    code = args.train.read_text()
+    overrides = {"data_path": None} if args.synthetic else {}
+    docs = []
+    with tempfile.TemporaryDirectory(prefix="crusades-bench-") as tmp:
+        started = time.perf_counter()
+        for i in range(args.runs):
+            docs.append(run_env(build_request(code, hp, args.profile, i, "bench", **overrides), Path(tmp),
+                                stderr=sys.stderr if args.profile == "benchmark" else None))
+        total = time.perf_counter() - started
+    failed = [d for d in docs if not d["success"]]
+    if failed:
+        print(f"{len(failed)} run(s) failed: {failed[0]['error']}", file=sys.stderr)
+        return 1
+    windows = sum(d["wall_time_seconds"] for d in docs)
+    tps = [d["tps"] for d in docs]
+    phases = {}
+    for d in docs:
+        for k, v in d["diagnostics"]["timings"].items():
+            phases.setdefault(k, []).append(v)
+        phases.setdefault("inside_env_s", []).append(d["total_time_seconds"])
+    print(f"profile {args.profile} on {docs[0]['device']['name']} ({docs[0]['device']['type']}), {args.runs} runs of {args.train.name}")
+    print(f"total wall time of the evaluation  {total:9.2f} s")
+    print(f"sum of timed windows (baseline)    {windows:9.2f} s")
+    print(f"overhead ratio total / windows     {total / windows:9.2f} x")
+    print("mean per run: " + "  ".join(f"{k} {statistics.mean(v):.2f}s" for k, v in phases.items())
+          + f"  process start {total / args.runs - statistics.mean(phases['inside_env_s']):.2f}s")
+    print("tps per run:  " + "  ".join(f"{t:,.0f}" for t in tps))
+    cov = statistics.stdev(tps) / statistics.mean(tps) if len(tps) > 1 else 0.0
+    print(f"tps median {statistics.median(tps):,.1f}  CoV {cov:.2%}")
+    mfu = [d["mfu"] for d in docs if d["mfu"] is not None]
+    if mfu:
+        print(f"mfu median {statistics.median(mfu):.2%}  (peak {docs[0]['device']['peak_flops']:.3g} FLOP/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
