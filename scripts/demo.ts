@@ -40,9 +40,9 @@ const MINERS = [
 ] as const;
 
 // Fast blocks so reveals and weights happen in seconds; drand still reveals on its own 3 s rounds.
-const BLOCK_MS = 500;
+const BLOCK_MS = 1000;
 const SETTLE_TIMEOUT_MS = 20 * 60_000;
-const MIN_TIMED_STEPS = 20;
+const MIN_TIMED_STEPS = 40;
 
 class Interrupted extends Error {}
 
@@ -191,12 +191,10 @@ async function main(): Promise<number> {
           hparams: hparamsPath,
           profile: "tiny",
           sources: [{ use: "chain-reveals" }],
-          // The tiny model's matrices are too small for intra-op threads to pay, and the harness's
-          // processes share the cores: one thread each is several times faster and far steadier.
-          executor: { use: "process", options: { unsafe: true, env: { OMP_NUM_THREADS: "1" } } },
+          executor: { use: "process", options: { unsafe: true } },
           sinks: [{ use: "chain-weights" }],
           allowLoopbackCode: true,
-          pollIntervalSeconds: 1,
+          pollIntervalSeconds: 2,
         },
         null,
         2,
@@ -256,35 +254,44 @@ async function main(): Promise<number> {
       await unlessStopped(validator.waitFor(/crusades validator/, 60_000));
       note(`✓ validator ${net.accounts.validator.uri} running (process executor, tiny profile); log ${validator.logPath}`);
       const seen = new Map<string, string>();
+      const runsSeen = new Map<string, number>();
+      const runsOf = async (id: string) => (await api<z.infer<typeof RunPage>>(apiUrl, `/api/submissions/${encodeURIComponent(id)}/runs`)).items;
       const deadline = Date.now() + SETTLE_TIMEOUT_MS;
       for (;;) {
         if (!validator.running()) {
           throw new UserError(`the validator exited early:\n${validator.tail()}`);
         }
         const page = await api<z.infer<typeof SubmissionPage>>(apiUrl, "/api/submissions?limit=50");
-        for (const s of page.items) {
-          const who = (label.get(s.hotkey) ?? s.hotkey).padEnd(8);
+        const ours = page.items.filter((s) => label.has(s.hotkey)).reverse();
+        for (const s of ours) {
+          const who = label.get(s.hotkey)!.padEnd(8);
+          const say = (line: string) => note(`[${elapsed().padStart(6)}] ${who} ${line}`);
+          if (s.runs_done > (runsSeen.get(s.id) ?? 0)) {
+            for (const r of (await runsOf(s.id)).filter((r) => r.state === "done" && r.run_index >= (runsSeen.get(s.id) ?? 0))) {
+              say(
+                r.success
+                  ? `run ${r.run_index + 1}/${s.runs_planned}: ${Math.round(r.tps ?? 0).toLocaleString("en-US")} TPS (timed window ${r.wall_time_seconds?.toFixed(2)}s)`
+                  : `run ${r.run_index + 1}/${s.runs_planned}: rejected, ${r.error_code}`,
+              );
+            }
+            runsSeen.set(s.id, s.runs_done);
+          }
           const what =
             s.outcome === "scored"
               ? `scored: median ${Math.round(s.score ?? 0).toLocaleString("en-US")} TPS over ${s.successful_runs}/${s.runs_planned} runs`
               : s.outcome === "failed"
                 ? `failed: ${s.successful_runs ?? 0}/${s.runs_planned ?? "?"} runs verified`
-                : s.state === "evaluating"
-                  ? `evaluating, ${s.runs_done}/${s.runs_planned} runs done`
-                  : `${s.state} (revealed at block ${s.reveal_block})`;
+                : `${s.state === "evaluating" ? "code pinned, runs queued" : s.state} (revealed at block ${s.reveal_block})`;
           if (seen.get(s.id) !== what) {
             seen.set(s.id, what);
-            note(`[${elapsed().padStart(6)}] ${who} ${what}`);
+            say(what);
           }
         }
-        const ours = page.items.filter((s) => label.has(s.hotkey));
         if (ours.length === MINERS.length && ours.every((s) => s.outcome === "scored" || s.outcome === "failed")) {
-          return Promise.all(
-            ours.map(async (s): Promise<Entry> => ({ submission: s, runs: (await api<z.infer<typeof RunPage>>(apiUrl, `/api/submissions/${encodeURIComponent(s.id)}/runs`)).items })),
-          );
+          return Promise.all(ours.map(async (s): Promise<Entry> => ({ submission: s, runs: await runsOf(s.id) })));
         }
         if (Date.now() > deadline) throw new UserError(`not every submission settled within ${SETTLE_TIMEOUT_MS / 60_000} minutes; validator log:\n${validator.tail()}`);
-        await sleep(1000);
+        await sleep(2000);
       }
     });
     const scoredAt = elapsed();

@@ -1,11 +1,13 @@
 """An honest loop that beats the template: the same arithmetic with less Python around it.
 
-The demo submits it next to local_test/train.py. What it changes, and why the validator accepts it:
+The demo submits it next to local_test/train.py, and the harness's tests use it as their faster honest
+submission (tests/fixtures/train/honest_fast.py links here). What it changes:
 - one fused AdamW built from `optimizer.defaults` (same hyper-parameters, one kernel instead of a
-  per-tensor loop), stepping the same parameters;
+  per-tensor loop) over the same parameters;
 - a direct pass over the model's own modules (the same weights, layers and maths as the transformers
   forward), with the rotary tables computed once per call instead of once per step, and no cache, mask
-  or output objects built on every step.
+  or output objects built on every step;
+- torch's fused RMSNorm, and the SiLU-gated MLP written inline.
 Every step still runs forward, backward and the optimizer on every parameter, so the final weights,
 loss and logits match the reference run within the tolerances."""
 from dataclasses import dataclass
@@ -26,21 +28,25 @@ def _rotate(x, cos, sin):
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
+def _norm(module, x):
+    return F.rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
+
+
 def _forward(model, input_ids, cos, sin):
-    cfg = model.config
     h = model.model.embed_tokens(input_ids)
     bsz, seq, _ = h.shape
     for layer in model.model.layers:
         attn = layer.self_attn
-        x = layer.input_layernorm(h)
+        x = _norm(layer.input_layernorm, h)
         q = attn.q_proj(x).view(bsz, seq, -1, attn.head_dim).transpose(1, 2)
         k = attn.k_proj(x).view(bsz, seq, -1, attn.head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(bsz, seq, -1, attn.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling, enable_gqa=True)
         h = h + attn.o_proj(o.transpose(1, 2).reshape(bsz, seq, -1))
-        h = h + layer.mlp(layer.post_attention_layernorm(h))
-    return model.lm_head(model.model.norm(h))
+        x, mlp = _norm(layer.post_attention_layernorm, h), layer.mlp
+        h = h + mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+    return model.lm_head(_norm(model.model.norm, h))
 
 
 def inner_steps(model, data_iterator, optimizer, num_steps, device):
