@@ -218,22 +218,23 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _descendants() -> list[int]:
-    """Every process below us: the worker's group and anything that left it (setsid, double fork)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+    """Every process below us: the worker's group and anything that left it (setsid, double fork), which
+    as our subreaper's orphans are our children too. Reads only our own subtree's children lists."""
     found, todo = [], [os.getpid()]
     while todo:
-        for kid in children.get(todo.pop(), []):
-            found.append(kid)
-            todo.append(kid)
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
     return found
 
 

@@ -51,7 +51,7 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _fork_harness(request: dict, workdir: Path) -> tuple[int, Path, Path]:
+def fork_harness(request: dict, workdir: Path) -> tuple[int, Path, Path]:
     """env.main in a forked copy of this process, which already imported torch and transformers: the same
     code path as the command line minus seven seconds of imports per evaluation."""
     req, res = _paths(request, workdir)
@@ -80,7 +80,7 @@ def evaluate_many(names: list[str], workdir: Path, parallel: int = 2, **override
     docs, todo = {}, list(names)
     while todo:
         batch, todo = todo[:parallel], todo[parallel:]
-        running = {n: _fork_harness(requests[n], workdir) for n in batch}
+        running = {n: fork_harness(requests[n], workdir) for n in batch}
         for name, (pid, res, log) in running.items():
             _, status = os.waitpid(pid, 0)
             doc = _read(res)

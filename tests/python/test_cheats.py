@@ -3,11 +3,12 @@ All fixtures are evaluated once per session, two harness processes at a time."""
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import HPARAMS, build_request, evaluate_many, read_code, run_harness
+from conftest import HPARAMS, build_request, evaluate_many, fork_harness, read_code, run_harness
 
 EXPECTED = {
     "skip_backward_last": "weights_mismatch",
@@ -18,6 +19,7 @@ EXPECTED = {
     "wrong_vocab_logits": "logits_shape",
     "cached_warmup": "frozen_params",
     "deferred_thread": "deferred_work",
+    "deferred_raw_thread": "deferred_work",
     "lazy_attributes": "deferred_work",
     "patch_time": "tampering",
     "patch_cuda_sync": "tampering",
@@ -81,3 +83,19 @@ def test_checks_name_value_and_bound(results):
     glob = by_name["update_rel_error_global"]
     assert not glob["passed"] and glob["value"] > 0.05 and glob["bound"] == "<= 0.05"
     assert by_name["token_count"]["passed"] and by_name["loss_abs_diff"]["passed"]
+
+
+def test_escaped_daemon_does_not_outlive_the_evaluation(workdir):
+    shared = workdir / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # reachable by a worker under its own uid
+    marker = shared / "marker"
+    code = read_code("escape_daemon").replace("MARKER_PATH", str(marker))
+    request = build_request(code, HPARAMS, submission_id="escape_daemon")
+    pid, res, _ = fork_harness(request, workdir)
+    os.waitpid(pid, 0)
+    doc = json.loads(res.read_text())
+    # It trained honestly, so it may well verify; what matters is that its daemon was found and killed.
+    assert doc["error"] is None or doc["error"]["code"] != "harness_error", doc["error"]
+    time.sleep(4)
+    assert not marker.exists(), "a process started by the submission survived the evaluation"
