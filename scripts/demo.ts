@@ -320,7 +320,7 @@ async function main(): Promise<number> {
 
     out("");
     out(bold(`Leaderboard (scored ${scoredAt} after start; ${a.runs} runs each, tiny profile on the CPU)`));
-    for (const line of formatLeaderboard(entries, (hk) => label.get(hk) ?? "?")) out(`  ${line}`);
+    for (const line of formatLeaderboard(entries, (hk) => label.get(hk) ?? "?")) out(line && `  ${line}`);
     out("");
     out(`  dashboard  ${apiUrl}/`);
     out(`  OpenAPI    ${apiUrl}/openapi   (JSON: ${apiUrl}/openapi/json)`);
