@@ -17,8 +17,8 @@ import base64
 import ctypes
 import hashlib
 import json
-import math
 import os
+import select
 import shutil
 import signal
 import stat
@@ -38,7 +38,6 @@ WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 sys.path.insert(0, str(HERE))
 
 import jsonschema  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
@@ -90,7 +89,6 @@ class WorkerProcess:
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:  # the worker: never returns
-            code = 1
             try:
                 os.setsid()
                 os.dup2(log_w, 1)
@@ -105,7 +103,7 @@ class WorkerProcess:
                 import traceback
                 traceback.print_exc()
             finally:
-                os._exit(code)
+                os._exit(1)
         for fd in (cmd_r, msg_w, log_w):
             os.close(fd)
         self.status, self.frozen, self.dead = None, False, False
@@ -117,7 +115,11 @@ class WorkerProcess:
         except BrokenPipeError:
             pass  # the worker is gone; the next recv reports how it ended
 
-    def recv(self, deadline: float, phase: str, timeout_s: float) -> dict:
+    def quiet(self) -> bool:
+        """Nothing unread from the worker: a frame queued ahead of a command would answer it early."""
+        return not select.select([self.msg_r], [], [], 0)[0]
+
+    def recv(self, op: str, deadline: float, phase: str, timeout_s: float) -> dict:
         try:
             reply = channel.recv(self.msg_r, deadline)
         except channel.ChannelTimeout:
@@ -133,6 +135,8 @@ class WorkerProcess:
             if code not in worker_mod.REJECTION_CODES or not isinstance(message, str):
                 raise Fail("tampering", f"malformed report from the worker during {phase}")
             raise Fail(code, message)
+        if reply.get("op") != op:
+            raise Fail("tampering", f"the worker answered {reply.get('op')!r} during {phase}")
         return reply
 
     def describe_exit(self) -> str:
@@ -368,30 +372,37 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         w0, ref = _reference(config, device, request, tokens, run_msg["init_seed"])
         n_params = sum(p.numel() for p in w0.values())
         timings["reference_s"] = time.perf_counter() - t
+        logits_elems = bench["batch_size"] * (bench["sequence_length"] - 1) * vocab
+        need = 4 * (n_params + logits_elems)
+        if shutil.disk_usage(run_dir).free < need:
+            raise Fail("harness_error", f"{run_dir.parent} has less free space than the outputs need "
+                                        f"({need / 2**30:.1f} GiB); give the harness a larger TMPDIR")
 
         deadline = time.monotonic() + bench["timeout_seconds"]
         limit = bench["timeout_seconds"]
         t = time.perf_counter()
         try:
-            worker.recv(deadline, "setting up", limit)
+            worker.recv("setup", deadline, "setting up", limit)
         except Fail as f:
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
         timings["setup_wait_s"] = time.perf_counter() - t
         t = time.perf_counter()
         worker.send({"op": "load", "code_path": str(code_path)})
-        worker.recv(deadline, "importing train.py", limit)
+        worker.recv("load", deadline, "importing train.py", limit)
         timings["import_s"] = time.perf_counter() - t
         if bench["warmup_steps"] > 0:
             t = time.perf_counter()
             warm_msg, _ = _tokens_message("warmup", request["seed"], "warmup", bench["warmup_steps"], bench, vocab)
             worker.send(warm_msg)
-            worker.recv(deadline, "the warm-up call", limit)
+            worker.recv("warmup", deadline, "the warm-up call", limit)
             timings["warmup_s"] = time.perf_counter() - t
 
+        if not worker.quiet():
+            raise Fail("tampering", "the worker sent a message nobody asked for before the timed call")
         t0 = time.perf_counter()
         worker.send(run_msg)
         try:
-            reported = worker.recv(deadline, "the timed call", limit)
+            reported = worker.recv("run", deadline, "the timed call", limit)
         finally:
             worker.freeze()
             window = time.perf_counter() - t0
@@ -399,7 +410,6 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         timings["window_s"] = window
 
         t = time.perf_counter()
-        logits_elems = bench["batch_size"] * (bench["sequence_length"] - 1) * vocab
         outputs = _read_outputs(run_dir / worker_mod.OUTPUT_FILE, 8 * (n_params + logits_elems) + (1 << 20))
         cand = {"logits": outputs.pop("logits"),
                 "params": {k[len("param."):]: v for k, v in outputs.items() if k.startswith("param.")}}

@@ -139,7 +139,7 @@ class Worker:
         tasks, children = _tasks(), _children()
         try:
             result = self.inner_steps(self.model, iter(batches), optimizer, len(batches), self.device)
-        except torch.OutOfMemoryError as e:
+        except (torch.OutOfMemoryError, MemoryError) as e:
             raise Rejected("out_of_memory", f"inner_steps ran out of memory: {e}") from None
         except BaseException as e:  # noqa: BLE001
             raise Rejected("crash", f"inner_steps raised {_describe(e)}") from None

@@ -26,6 +26,7 @@ EXPECTED = {
     "patch_cross_entropy": "tampering",
     "patch_tensor_op": "tampering",
     "patch_math": "tampering",
+    "forge_pipe": "tampering",
     "print_forged": "frozen_params",
     "exit_early": "crash",
     "raises": "crash",
