@@ -125,7 +125,13 @@ async function main(): Promise<number> {
     signals++;
     if (signals > 1) {
       // A second Ctrl-C: no more waiting for graceful exits.
-      for (const c of res.children) process.kill(-c.pid, "SIGKILL");
+      for (const c of res.children) {
+        try {
+          process.kill(-c.pid, "SIGKILL");
+        } catch {
+          // that group is already gone
+        }
+      }
       process.exit(130);
     }
     out("\nstopping everything the demo started… (Ctrl-C again to force)");
@@ -151,6 +157,7 @@ async function main(): Promise<number> {
     Promise.race([p, new Promise<never>((_, reject) => stop.signal.addEventListener("abort", () => reject(new Interrupted()), { once: true }))]);
 
   let code = 0;
+  let keep = a.keep;
   try {
     out(bold("Crusades demo: a whole competition on this machine (CPU, tiny model)"));
     await step("checking Python and the evaluation packages", async () => note(`✓ ${await checkPython(process.env.PYTHON ?? "python3")}`));
@@ -332,7 +339,8 @@ async function main(): Promise<number> {
       out(`--once: stopping (${elapsed()} in all)`);
     } else {
       out(bold("Running until Ctrl-C (the validator keeps polling; submit more with scripts/submit.ts)."));
-      await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener("abort", () => resolve(), { once: true })));
+      const exit = await unlessStopped(validator.exited).catch(() => null);
+      if (exit !== null) throw new UserError(`the validator exited (status ${exit}):\n${validator.tail()}`);
     }
   } catch (e) {
     if (e instanceof Interrupted) code = 130;
@@ -340,10 +348,12 @@ async function main(): Promise<number> {
       // Said before the clean-up, so it is not buried under the stop messages.
       process.stderr.write(`demo: ${e instanceof UserError ? e.message : ((e as Error).stack ?? String(e))}\n`);
       code = e instanceof UserError && e.code === "usage" ? 2 : 1;
+      // What went wrong is in the logs: a failed demo keeps them.
+      keep = true;
     }
   } finally {
-    await res.stopAll(a.keep);
-    out(`stopped everything the demo started${res.workDir && !a.keep ? `; removed ${res.workDir}` : ""}`);
+    await res.stopAll(keep);
+    if (res.workDir) out(`stopped everything the demo started; ${keep ? `kept ${res.workDir} (logs in ${join(res.workDir, "logs")})` : `removed ${res.workDir}`}`);
   }
   return code;
 }

@@ -124,7 +124,7 @@ describe("demo", () => {
 
       await expectNothingLeft(dir, r.out);
     },
-    900_000,
+    1_200_000,
   );
 
   test(
