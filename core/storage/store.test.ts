@@ -77,6 +77,21 @@ describe("Store", () => {
     expect(store.claimRun("t3", "s3")).toBeUndefined();
   });
 
+  test("runs of the oldest submissions interleave, so no single submission absorbs a load spike", () => {
+    for (const id of ["a", "b", "c", "d", "e"]) {
+      store.addSubmission(sub(id));
+      store.pinAndQueue(id, bytes(id), id.repeat(64), 2);
+    }
+    const order: string[] = [];
+    for (let i = 0; ; i++) {
+      const r = store.claimRun(`t${i}`, "s");
+      if (!r) break;
+      order.push(`${r.submission_id}${r.run_index}`);
+    }
+    // a leaves the window once its last run is claimed, and e takes its place.
+    expect(order).toEqual(["a0", "b0", "c0", "d0", "a1", "e0", "b1", "c1", "d1", "e1"]);
+  });
+
   test("interrupted runs are re-queued and claimed again with a new nonce", () => {
     store.addSubmission(sub("a"));
     store.pinAndQueue("a", bytes("a"), "a".repeat(64), 1);

@@ -64,6 +64,9 @@ export interface PendingDelivery {
 
 export type Clock = () => number;
 
+/** How many of the oldest queued submissions share the executor round-robin. */
+const INTERLEAVE = 4;
+
 export class Store {
   private constructor(
     readonly db: Database,
@@ -165,15 +168,21 @@ export class Store {
     return this.db.prepare("UPDATE runs SET state = 'pending' WHERE state = 'running'").run().changes;
   }
 
-  /** Claims the next pending run (oldest submission first) with a fresh nonce and seed for this attempt. */
+  /** Claims the next pending run with a fresh nonce and seed for this attempt. */
   claimRun(taskId: string, seed: string): (RunRow & { code_sha256: string }) | undefined {
     return this.db.transaction(() => {
+      // Round-robin over the oldest few submissions: their runs interleave in time, so a load spike on the
+      // host lands on several submissions' runs instead of deciding one submission's whole median.
+      // (`+state` keeps SQLite on the primary key here; the state index would scan every pending run.)
       const next = this.db
         .prepare(
-          `SELECT r.submission_id, r.run_index FROM runs r JOIN submissions s ON s.id = r.submission_id
-           WHERE r.state = 'pending' AND s.state = 'evaluating' ORDER BY s.created_at, s.id, r.run_index LIMIT 1`,
+          `SELECT r.submission_id, r.run_index FROM runs r
+           JOIN (SELECT s.id, s.created_at FROM submissions s WHERE s.state = 'evaluating'
+                 AND EXISTS (SELECT 1 FROM runs p WHERE p.submission_id = s.id AND +p.state = 'pending')
+                 ORDER BY s.created_at, s.id LIMIT ?) w ON w.id = r.submission_id
+           WHERE +r.state = 'pending' ORDER BY r.run_index, w.created_at, w.id LIMIT 1`,
         )
-        .get<{ submission_id: string; run_index: number }>();
+        .get<{ submission_id: string; run_index: number }>(INTERLEAVE);
       if (!next) return undefined;
       this.db
         .prepare("UPDATE runs SET state = 'running', attempts = attempts + 1, task_id = ?, seed = ?, started_at = ? WHERE submission_id = ? AND run_index = ?")
