@@ -80,7 +80,14 @@ try {
   await sshd?.stop();
 }
 
+// The harness clocks itself from main(), after Python has imported torch: that start-up is part of every
+// executor's overhead, so it is measured here on its own for reference.
+const t0 = performance.now();
+spawnSync(python, ["-c", "import torch, transformers, jsonschema, safetensors"]);
+const importSeconds = (performance.now() - t0) / 1000;
+
 console.log(`\ntiny profile, template train.py, ${RUNS} run(s) per executor; times are means in seconds`);
+console.log(`python start-up with torch + transformers imported, on this host: ${importSeconds.toFixed(2)} s (inside every overhead below)`);
 console.log(`${"executor".padEnd(12)} ${"request→result".padStart(15)} ${"harness".padStart(9)} ${"overhead".padStart(9)} ${"ratio".padStart(7)}`);
 for (const r of rows) {
   if (r.endToEnd.length === 0) {
