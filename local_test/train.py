@@ -84,6 +84,8 @@ if __name__ == "__main__":
                  "sequence_length": hp["benchmark_sequence_length"], "eval_steps": hp["eval_steps"],
                  "data_path": hp["benchmark_data_path"]}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # as the harness does on CPU
     config = workload.load_config(workload.resolve_path(bench["model_config"], str(root)))
     model = workload.build_model(config, device)
     data_path = bench["data_path"] and workload.resolve_path(bench["data_path"], str(root))
