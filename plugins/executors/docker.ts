@@ -60,6 +60,7 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
         return resultOf(request, { kind: "failed", message: `docker executor not ready: ${(e as Error).message}` }, null, "");
       }
       const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
+      log.debug("run directory", { dir });
       const output = logStream(log, opts.maxLogBytes);
       try {
         const inDir = join(dir, "in");

@@ -30,7 +30,8 @@ export const processExecutor = defineExecutor("process", ProcessExecutorOptions,
   async evaluate(request: EvaluationRequest, ctx) {
     const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
     if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-    const dir = await mkdtemp(join(tmpdir(), "crusades-run-"));
+    const dir = await mkdtemp(join(tmpdir(), "crusades-process-"));
+    log.debug("run directory", { dir });
     const output = logStream(log, opts.maxLogBytes);
     try {
       const requestPath = join(dir, REQUEST_FILE);

@@ -5,14 +5,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
 import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
-import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
+import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, loggedRunDir, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const docker = new Docker();
 const reachable = await docker.ping().then(() => true, () => false);
@@ -21,7 +21,6 @@ if (!reachable) console.warn("docker executor tests skipped: no docker engine is
 const validatorId = `test-${process.pid}`;
 const options = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE } };
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
-const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith("crusades-docker-"));
 const containersOf = (label: string) => docker.listContainers({ all: true, filters: { label: [label] } });
 
 describe.skipIf(!reachable)("docker executor", () => {
@@ -58,16 +57,16 @@ describe.skipIf(!reachable)("docker executor", () => {
   }, 600_000);
 
   test("a run that never returns is killed at the limit, leaving no container, process or directory", async () => {
-    const before = runDirs();
     const tag = marker();
     const request = tinyRequest(hangingCode(tag));
-    const running = dockerExecutor({ ...options, timeoutSeconds: 240 }).evaluate(request, ctx());
+    const c = ctx();
+    const running = dockerExecutor({ ...options, timeoutSeconds: 240 }).evaluate(request, c);
     expect(await waitForProcess(tag, 240_000)).toBe(true);
     const result = await running;
     expect(result.error?.code).toBe("timeout");
     expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
     expect(await pgrep(tag)).toEqual([]);
-    expect(runDirs().filter((d) => !before.includes(d))).toEqual([]);
+    expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
   }, 600_000);
 
   test("containers left by a crashed validator are removed at start", async () => {

@@ -93,6 +93,14 @@ def _probe():
 _probe()
 `;
 
+/** The run directory an executor logged (at debug level) for its run. */
+export function loggedRunDir(lines: string[]): string {
+  const line = lines.find((l) => l.includes("run directory"));
+  const dir = line?.match(/dir=(\S+)/)?.[1];
+  if (!dir) throw new Error("the executor logged no run directory");
+  return dir;
+}
+
 export async function pgrep(pattern: string): Promise<string[]> {
   const p = Bun.spawn(["pgrep", "-af", pattern], { stdout: "pipe" });
   const out = await new Response(p.stdout).text();

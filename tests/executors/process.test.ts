@@ -1,12 +1,10 @@
 // The dev-only process executor against the real harness (environments/templar/env.py), tiny profile.
 import { describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { memoryLogger } from "../../core/log.ts";
 import { processExecutor } from "../../plugins/executors/process.ts";
-import { forgingCode, hangingCode, marker, pgrep, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
+import { forgingCode, hangingCode, marker, pgrep, templateCode, tinyRequest, loggedRunDir, waitForProcess } from "./helpers.ts";
 
-const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith("crusades-run-"));
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 
 describe("process executor", () => {
@@ -28,16 +26,16 @@ describe("process executor", () => {
   }, 180_000);
 
   test("a run that never returns is killed at the limit with everything it started", async () => {
-    const before = runDirs();
     const tag = marker();
     const t0 = performance.now();
-    const running = processExecutor({ unsafe: true, timeoutSeconds: 40 }).evaluate(tinyRequest(hangingCode(tag)), ctx());
+    const c = ctx();
+    const running = processExecutor({ unsafe: true, timeoutSeconds: 40 }).evaluate(tinyRequest(hangingCode(tag)), c);
     expect(await waitForProcess(tag, 40_000)).toBe(true);
     const result = await running;
     expect(result.error?.code).toBe("timeout");
     expect(performance.now() - t0).toBeLessThan(50_000);
     expect(await pgrep(tag)).toEqual([]);
-    expect(runDirs().filter((d) => !before.includes(d))).toEqual([]);
+    expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
   }, 60_000);
 
   test("a forged result document in the output does not change the result", async () => {
