@@ -1,5 +1,6 @@
 // The core under Deno 2: the same modules the Bun suite tests, through Deno's own runtime (node:sqlite
-// for storage). Run by `npm test` as `deno test --allow-all tests/deno/`.
+// for storage). Run by `npm test` as `deno test --allow-all --no-check tests/deno/core.deno.ts`; named
+// *.deno.ts so `bun test` does not collect it.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
