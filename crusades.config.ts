@@ -34,7 +34,7 @@ export default defineConfig({
 
   // Where submitted code runs: a Docker container on this machine's GPUs, with no network, a read-only
   // root, dropped capabilities and resource limits (plugins/executors/docker.ts). To evaluate on a remote
-  // GPU host instead, use { use: "ssh", options: { host, user, keyPath } } (plugins/executors/ssh.ts).
+  // GPU host instead, use { use: "ssh", options: { host, user, privateKeyPath, knownHostsPath } } (plugins/executors/ssh.ts).
   executor: { use: "docker", options: { image: "crusades-eval:latest", gpus: "all" } },
 
   // One evaluation at a time per GPU set; raise it with one executor host per extra evaluation.
