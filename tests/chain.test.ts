@@ -2,7 +2,6 @@
 // in and out; the ways a submission is refused; a socket killed mid-submission.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { u8aToHex } from "@polkadot/util";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { connectChain, ChainError, type ChainClient } from "../core/chain/index.ts";
@@ -11,8 +10,8 @@ import { assertSucceeded, signTx, submitSigned } from "../core/chain/extrinsic.t
 import { parseCommitment } from "../core/commitment.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { normalizeU16 } from "../core/scoring.ts";
+import { runSubmitCli } from "./fixtures/submit-cli.ts";
 
-const ROOT = join(import.meta.dir, "..");
 const BLOCK_MS = 250;
 const CODE = "def inner_steps(model, data_iterator, optimizer, num_steps, device):\n    return None\n";
 const quiet = createLogger({ level: "error" });
@@ -43,17 +42,7 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function cli(args: string[], env: Record<string, string>) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "scripts", "submit.ts"), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-    stdin: "ignore",
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { stdout, stderr, code };
-}
+const cli = runSubmitCli;
 
 describe("reads", () => {
   test("block, subnet and the genesis registrations", async () => {

@@ -1,10 +1,10 @@
 // The miner CLI as a miner runs it: a subprocess, against code hosted on a real loopback HTTP server.
 // The chain-touching paths are in tests/chain.test.ts (they need the localnet).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { createHash } from "node:crypto";
+import { runSubmitCli } from "./fixtures/submit-cli.ts";
 
-const ROOT = join(import.meta.dir, "..");
 const GOOD = "import torch\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    return None\n";
 
 let server: ReturnType<typeof Bun.serve>;
@@ -26,17 +26,7 @@ beforeAll(() => {
 });
 afterAll(() => server.stop(true));
 
-async function runCli(args: string[], env: Record<string, string | undefined> = {}) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "scripts", "submit.ts"), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-    stdin: "ignore",
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { stdout, stderr, code };
-}
+const runCli = runSubmitCli;
 
 describe("usage", () => {
   test("no command prints help and exits 2; --help exits 0 for each command", async () => {
