@@ -9,7 +9,7 @@ import { benchmarkSettings, type HParams } from "./hparams.ts";
 import type { Logger } from "./log.ts";
 import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, Source } from "./plugin.ts";
 import { planWeights, scoreRuns } from "./scoring.ts";
-import type { Store, SubmissionRow } from "./storage/store.ts";
+import type { RunRow, Store, SubmissionRow } from "./storage/store.ts";
 
 const TRANSIENT_FETCH = new Set(["timeout", "network_error", "dns_failed"]);
 const FETCH_ATTEMPTS = 3;
@@ -133,23 +133,7 @@ export function createPipeline(o: PipelineOptions) {
     log.warn(`failed ${s.id}: ${code}: ${message}`);
   }
 
-  function scorePayload(row: SubmissionRow, leaderId: string | null): SinkPayload {
-    const runs = store.runs(row.id).map((r) => ({ runIndex: r.run_index, success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code }));
-    return {
-      kind: "score",
-      submissionId: row.id,
-      hotkey: row.hotkey,
-      uid: row.uid,
-      state: row.error_code ? "failed" : "scored",
-      score: row.score,
-      successfulRuns: row.successful_runs ?? 0,
-      totalRuns: runs.length,
-      runs,
-      errorCode: row.error_code,
-      errorMessage: row.error_message,
-      leaderSubmissionId: leaderId,
-    } satisfies ScoreEvent;
-  }
+  const scorePayload = (row: SubmissionRow, leaderId: string | null): SinkPayload => scoreEvent(row, store.runs(row.id), leaderId);
 
   /** Claims and runs one queued evaluation; false when the queue is empty. */
   async function evaluateOne(): Promise<boolean> {
@@ -286,3 +270,21 @@ export function createPipeline(o: PipelineOptions) {
 }
 
 export type Pipeline = ReturnType<typeof createPipeline>;
+
+/** The event sinks receive when a submission settles (scored or failed). */
+export function scoreEvent(row: SubmissionRow, runs: RunRow[], leaderId: string | null): ScoreEvent {
+  return {
+    kind: "score",
+    submissionId: row.id,
+    hotkey: row.hotkey,
+    uid: row.uid,
+    state: row.error_code ? "failed" : "scored",
+    score: row.score,
+    successfulRuns: row.successful_runs ?? 0,
+    totalRuns: runs.length,
+    runs: runs.map((r) => ({ runIndex: r.run_index, success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code })),
+    errorCode: row.error_code,
+    errorMessage: row.error_message,
+    leaderSubmissionId: leaderId,
+  };
+}
