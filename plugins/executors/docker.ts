@@ -1,6 +1,8 @@
 // Runs each evaluation in a fresh, locked-down container on the validator's own Docker engine
 // (the GPUs on this machine). The isolation policy itself lives in sandbox.ts.
 import Docker from "dockerode";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +30,7 @@ export const DockerExecutorOptions = SandboxOptions.extend({
       }),
     ])
     .prefault({})
-    .describe("Build the image when missing: { context, dockerfile, include, baseImage } (BASE build-arg); false: it must exist."),
+    .describe("Build the image when missing or built from other harness files: { context, dockerfile, include, baseImage } (BASE build-arg); false: use the image as it is."),
   ...limitOptions(),
   socketPath: z.string().min(1).optional().describe("Docker engine socket; default DOCKER_HOST or /var/run/docker.sock."),
 });
@@ -181,18 +183,50 @@ async function removeStale(docker: Docker, validatorId: string, log: Logger) {
   }
 }
 
+/** Image label holding the digest of the files the image was built from. */
+export const LABEL_INPUTS = "crusades.build-inputs";
+
+/**
+ * sha256 over the build inputs (relative paths and bytes, sorted) and the base image name. An image whose
+ * label differs was built from another harness, and evaluating with it would measure stale code.
+ */
+export function buildInputsDigest(b: Exclude<DockerExecutorOptions["build"], false>): string {
+  const h = createHash("sha256").update(`base:${b.baseImage ?? ""}\0`);
+  const files: string[] = [];
+  const walk = (rel: string) => {
+    const abs = join(b.context, rel);
+    if (statSync(abs).isDirectory()) {
+      for (const name of readdirSync(abs)) if (name !== "__pycache__" && !name.endsWith(".pyc")) walk(join(rel, name));
+    } else files.push(rel);
+  };
+  for (const rel of [b.dockerfile, ...b.include]) walk(rel);
+  for (const rel of files.sort()) h.update(`${rel}\0`).update(readFileSync(join(b.context, rel))).update("\0");
+  return h.digest("hex");
+}
+
 async function ensureImage(docker: Docker, opts: DockerExecutorOptions, log: Logger) {
-  const present = await docker.getImage(opts.image).inspect().then(() => true, (e: { statusCode?: number }) => {
-    if (e.statusCode === 404) return false;
-    throw e;
-  });
-  if (present) return;
-  if (opts.build === false) throw new Error(`image ${opts.image} not found and building is disabled; build it from environments/templar/Dockerfile first`);
+  const labels = await docker.getImage(opts.image).inspect().then(
+    (info) => info.Config?.Labels ?? {},
+    (e: { statusCode?: number }) => {
+      if (e.statusCode === 404) return null;
+      throw e;
+    },
+  );
+  if (opts.build === false) {
+    if (labels === null) throw new Error(`image ${opts.image} not found and building is disabled; build it from environments/templar/Dockerfile first`);
+    return;
+  }
   const b = opts.build;
-  log.info(`building ${opts.image} from ${b.dockerfile}${b.baseImage ? ` on ${b.baseImage}` : ""}`);
+  const digest = buildInputsDigest(b);
+  if (labels?.[LABEL_INPUTS] === digest) return;
+  log.info(
+    labels === null
+      ? `building ${opts.image} from ${b.dockerfile}${b.baseImage ? ` on ${b.baseImage}` : ""}`
+      : `rebuilding ${opts.image}: it was built from other harness files than this checkout's`,
+  );
   const stream = await docker.buildImage(
     { context: b.context, src: [b.dockerfile, ...b.include] },
-    { t: opts.image, dockerfile: b.dockerfile, buildargs: b.baseImage ? { BASE: b.baseImage } : {}, rm: true, forcerm: true },
+    { t: opts.image, dockerfile: b.dockerfile, buildargs: b.baseImage ? { BASE: b.baseImage } : {}, labels: { [LABEL_INPUTS]: digest }, rm: true, forcerm: true },
   );
   const events = await new Promise<{ error?: string; stream?: string }[]>((resolve, reject) =>
     docker.modem.followProgress(stream, (err: Error | null, out: { error?: string }[]) => (err ? reject(err) : resolve(out)), (ev: { stream?: string }) => {
