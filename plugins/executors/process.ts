@@ -2,12 +2,13 @@
 // as the validator's own user, can read the request (seed included) and write anywhere that user can,
 // so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
+import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
@@ -26,11 +27,40 @@ export const ProcessExecutorOptions = z.object({
 // Only what Python needs: the validator's environment may hold wallet secrets.
 const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL"];
 
+// Run dirs carry the validator's pid, so a restarted validator can tell which ones a killed one left.
+const RUN_DIR = /^crusades-process-(\d+)-/;
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Removes run dirs whose validator process is gone (it was killed before its own clean-up ran). */
+export async function sweepOrphanRunDirs(log: Logger, root = tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = Number(RUN_DIR.exec(name)?.[1]);
+    if (!pid || pid === process.pid || alive(pid)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed++;
+  }
+  if (removed) log.info(`removed ${removed} run dir(s) left by a validator that was killed`);
+  return removed;
+}
+
 export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => ({
+  init: async (log) => {
+    await sweepOrphanRunDirs(log);
+  },
+
   async evaluate(request: EvaluationRequest, ctx) {
     const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
     if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-    const dir = await mkdtemp(join(tmpdir(), "crusades-process-"));
+    const dir = await mkdtemp(join(tmpdir(), `crusades-process-${process.pid}-`));
     log.debug("run directory", { dir });
     const output = logStream(log, opts.maxLogBytes);
     try {
