@@ -1,10 +1,9 @@
 // The miner's on-chain commitment: `<first 32 hex of sha256(code)>:<url>`. The miner builds it, the chain
 // timelocks it, the validator parses what the chain reveals. The older `{"code_url": …}` JSON form (no
 // hash) is still read so commitments made with earlier miner tools are not lost.
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
 import { OVERHEAD_BYTES } from "./timelock/ciphertext.ts";
 import { UserError } from "./errors.ts";
+import { sha256Hex } from "./fetch.ts";
 import { shortenGistUrl } from "./urls.ts";
 
 export const CODE_HASH_CHARS = 32;
@@ -35,7 +34,7 @@ export type ParsedCommitment =
 const utf8 = new TextEncoder();
 
 export function codeHash(code: string | Uint8Array): string {
-  return bytesToHex(sha256(typeof code === "string" ? utf8.encode(code) : code)).slice(0, CODE_HASH_CHARS);
+  return sha256Hex(typeof code === "string" ? utf8.encode(code) : code).slice(0, CODE_HASH_CHARS);
 }
 
 function checkUrl(url: string): string | null {

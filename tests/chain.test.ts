@@ -1,13 +1,12 @@
 // core/chain and the miner CLI over a real websocket to the localnet: commit, reveal, read back; weights
 // in and out; the ways a submission is refused; a socket killed mid-submission.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
 import { u8aToHex } from "@polkadot/util";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { connectChain, ChainError, type ChainClient } from "../core/chain/index.ts";
 import { pairFromUri } from "../core/chain/wallet.ts";
 import { assertSucceeded, signTx, submitSigned } from "../core/chain/extrinsic.ts";
-import { parseCommitment } from "../core/commitment.ts";
+import { codeHash, parseCommitment } from "../core/commitment.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { normalizeU16 } from "../core/scoring.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
@@ -85,7 +84,7 @@ describe("commitments", () => {
     const parsed = parseCommitment(revealed.data);
     expect(parsed).toEqual({
       ok: true,
-      commitment: { codeHash: createHash("sha256").update(CODE).digest("hex").slice(0, 32), url, form: "hash_url" },
+      commitment: { codeHash: codeHash(CODE), url, form: "hash_url" },
     });
     const status = await chain.lastCommitment(3, miner.ss58);
     expect(status).toMatchObject({ committedBlock: block, pending: null, isRevealed: true });
