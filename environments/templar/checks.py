@@ -1,5 +1,5 @@
 """Verification arithmetic: the candidate's outputs against the reference run on identical inputs. Runs in
-the supervisor only, on plain tensors read back from the worker's output file after the worker was stopped.
+the supervisor only, on plain tensors read from the hand-over buffer after the worker is dead.
 
 Every check is reported with its value and bound; the first failing one, in PRIORITY order, names the
 error. The weight check measures the update W - W0, not W: with lr 1e-4 the update is a tiny fraction of
@@ -25,48 +25,44 @@ def _check(name, passed, value, bound, detail=None):
     return out
 
 
-def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: dict, ref: dict, w0: dict,
-           tol: dict, device: torch.device) -> tuple[list, dict | None, dict]:
-    """cand: {"logits": Tensor, "params": {name: Tensor}}; ref: same plus "loss"; reported: the worker's
-    claimed total_tokens and final_loss. Returns (checks, error or None, diagnostics)."""
+def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: dict, ref: dict, tol: dict,
+           device: torch.device) -> tuple[list, dict | None, dict]:
+    """cand: {"logits_shape": tuple, "logits": Tensor or None, "deltas": {name: W - W0}} as the worker left
+    them; ref: {"logits", "loss", "deltas"} from the reference run; reported: the worker's claimed
+    total_tokens and final_loss. Returns (checks, error or None, diagnostics)."""
     checks, diag = [], {}
     tokens = reported.get("total_tokens")
     checks.append(_check("token_count", tokens == expected_tokens, tokens if isinstance(tokens, int) else None,
                          f"== {expected_tokens}", None if tokens == expected_tokens else
                          f"inner_steps reported {tokens!r} tokens; the harness fed exactly {expected_tokens}"))
 
-    logits = cand["logits"]
-    shape_ok = tuple(logits.shape) == tuple(logits_shape)
+    shape_ok = tuple(cand["logits_shape"]) == tuple(logits_shape) and cand["logits"] is not None
     checks.append(_check("logits_shape", shape_ok, None, f"== {list(logits_shape)}",
-                         None if shape_ok else f"final_logits has shape {list(logits.shape)}; expected (batch, "
-                                               f"seq_len - 1, vocab) = {list(logits_shape)}"))
+                         None if shape_ok else f"final_logits has shape {list(cand['logits_shape'])}; expected "
+                                               f"(batch, seq_len - 1, vocab) = {list(logits_shape)}"))
 
-    missing = sorted(set(w0) - set(cand["params"]))
-    reshaped = sorted(n for n in w0 if n in cand["params"] and cand["params"][n].shape != w0[n].shape)
-
+    absent = sorted(set(ref["deltas"]) - set(cand["deltas"]))
     loss = reported.get("final_loss")
     bad = 0 if isinstance(loss, float) and math.isfinite(loss) else 1
-    bad += int((~torch.isfinite(logits.float())).sum())
+    if shape_ok:
+        bad += int((~torch.isfinite(cand["logits"].to(device))).sum())
     upd_sq = err_sq = 0.0
     changed = total = 0
     layer_err, frozen = {}, []
-    for name, p0 in w0.items():
-        if name in missing or name in reshaped:
+    for name, d_ref in ref["deltas"].items():
+        if name in absent:
             continue
-        p0 = p0.to(device)
-        pc = cand["params"][name].to(device, torch.float32)
-        finite = torch.isfinite(pc)
-        bad += int((~finite).sum())
-        d_ref = ref["params"][name].to(device) - p0
-        d_c = pc - p0
+        d_ref = d_ref.to(device)
+        d_c = cand["deltas"][name].to(device, torch.float32)
+        bad += int((~torch.isfinite(d_c)).sum())
         ref_norm = float(torch.linalg.vector_norm(d_ref.double()))
         diff = float(torch.linalg.vector_norm((d_c - d_ref).double()))
         upd_sq += ref_norm ** 2
         err_sq += diff ** 2
         layer_err[name] = diff / ref_norm if ref_norm > 0 else (0.0 if diff == 0 else math.inf)
-        moved = int((pc != p0).sum())
+        moved = int(torch.count_nonzero(d_c))
         changed += moved
-        total += p0.numel()
+        total += d_ref.numel()
         if moved == 0 and ref_norm > 0:
             frozen.append(name)
     checks.append(_check("finite", bad == 0, bad, "== 0",
@@ -79,9 +75,8 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
     checks.append(_check("changed_fraction", frac >= tol["min_changed_fraction"], frac,
                          f">= {tol['min_changed_fraction']}"))
 
-    if missing or reshaped:
-        what = ", ".join((missing + reshaped)[:3])
-        glob, detail = None, f"parameters missing or reshaped ({what}); keep the model's parameters as given"
+    if absent:
+        glob, detail = None, f"parameters missing or reshaped ({', '.join(absent[:3])}); keep the model's parameters as given"
     else:
         glob = math.sqrt(err_sq) / math.sqrt(upd_sq) if upd_sq > 0 else math.inf
         detail = None
@@ -89,9 +84,9 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
     checks.append(_check("update_rel_error_global", glob is not None and glob <= g_tol, glob, f"<= {g_tol}",
                          detail or (None if glob <= g_tol else "final weights differ from the reference's: every step "
                                     "must run forward, backward and optimizer.step on every parameter")))
-    worst = max(layer_err.items(), key=lambda kv: kv[1], default=(None, math.inf if missing or reshaped else 0.0))
+    worst = max(layer_err.items(), key=lambda kv: kv[1], default=(None, math.inf if absent else 0.0))
     l_tol = tol["update_rel_tolerance_layer"]
-    checks.append(_check("update_rel_error_layer", worst[1] <= l_tol and not (missing or reshaped), worst[1],
+    checks.append(_check("update_rel_error_layer", worst[1] <= l_tol and not absent, worst[1],
                          f"<= {l_tol}", f"worst tensor: {worst[0]}" if worst[0] else None))
     diag["worst_layers"] = {k: (v if math.isfinite(v) else None)
                             for k, v in sorted(layer_err.items(), key=lambda kv: -kv[1])[:5]}
@@ -104,7 +99,7 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
     rel = None
     if shape_ok:
         r = ref["logits"].to(device, torch.float32)
-        rel = float((logits.to(device, torch.float32) - r).abs().mean() / r.abs().mean().clamp_min(1e-12))
+        rel = float((cand["logits"].to(device, torch.float32) - r).abs().mean() / r.abs().mean().clamp_min(1e-12))
     checks.append(_check("logits_rel_diff", rel is not None and rel <= tol["logits_rel_tolerance"], rel,
                          f"<= {tol['logits_rel_tolerance']}", None if shape_ok else "not computed: wrong shape"))
 

@@ -5,10 +5,11 @@ train correctly?
     python3 environments/templar/env.py --request req.json --result res.json
 
 This process is the supervisor. It never imports miner code. It forks one worker (worker.py) before any
-secret exists, runs the reference training itself, then hands the worker the warm-up and the timed call
-over a private pipe. The clock is the supervisor's; the window closes only once the worker has written
-the final weights and logits and has been frozen (SIGSTOP) along with everything it started; it is then
-killed, and only then are its outputs read and compared. The result document is written here, only to
+secret exists (and before this process touches the GPU), runs the reference training itself, then hands
+the worker the warm-up and the timed call over a private pipe. The clock is the supervisor's; the window
+closes only once the worker has written the updates and logits into the shared hand-over buffer and it and
+everything it started are frozen (SIGSTOP) and, on a GPU, also dead (killed and reaped), so no kernel or
+copy it queued can still be running. Only then are its outputs read and compared. The result document is written here, only to
 --result. Exit status: 0 when a result document was written (also for rejected submissions and harness
 errors, which the document names), 2 for a bad command line or request, 1 when no document could be
 written at all."""
@@ -17,6 +18,7 @@ import base64
 import ctypes
 import hashlib
 import json
+import math
 import os
 import select
 import shutil
@@ -36,13 +38,15 @@ LOG_TAIL = 4096
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
 sys.path.insert(0, str(HERE))
+# torch.cuda.is_available() must not initialise CUDA here: a process forked after that cannot use the GPU.
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 import jsonschema  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
 
 import channel  # noqa: E402
 import checks  # noqa: E402
+import handover as handover_mod  # noqa: E402
 import worker as worker_mod  # noqa: E402
 import workload  # noqa: E402
 
@@ -72,7 +76,7 @@ def schema_errors(doc, name: str) -> list[str]:
 # The worker process: forked early, stripped down, frozen and killed as a group.
 
 class WorkerProcess:
-    def __init__(self, config, device, request, run_dir: Path):
+    def __init__(self, config, device, request, run_dir: Path, layout, handover):
         bench = request["benchmark"]
         cmd_r, self.cmd_w = os.pipe()
         self.msg_r, msg_w = os.pipe()
@@ -98,7 +102,7 @@ class WorkerProcess:
                     os.closerange(lo + 1, hi)
                 _confine(drop, home)
                 worker_mod.serve(cmd_r, msg_w, config, device, request["optimizer"], bench["batch_size"],
-                                 bench["sequence_length"], str(run_dir))
+                                 bench["sequence_length"], layout, handover)
             except BaseException:  # noqa: BLE001 — the worker must never fall back into supervisor code
                 import traceback
                 traceback.print_exc()
@@ -150,6 +154,36 @@ class WorkerProcess:
             return f"killed by signal {signal.Signals(sig).name}{hint}"
         return "stopped"
 
+    def stop(self) -> None:
+        """Freezes, then kills the worker and every process it started, and returns once none of them exists
+        any more (gone or a zombie): their files are closed, so on a GPU their contexts, and any kernel or
+        copy they queued, are finished or torn down. Records when they were frozen and when dead."""
+        if self.dead:
+            return
+        self.dead = True
+        self.freeze()
+        self.frozen_at = time.perf_counter()
+        victims = _descendants()
+        _signal_group(self.pid, signal.SIGKILL)
+        for pid in victims:
+            _signal(pid, signal.SIGKILL)
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        for pid in victims:
+            while _alive(pid):
+                time.sleep(0.001)
+        self.dead_at = time.perf_counter()
+
+    def close(self) -> None:
+        self.stop()
+        if self.cmd_w is None:
+            return
+        _reap_orphans()
+        for fd in (self.cmd_w, self.msg_r):
+            os.close(fd)
+        self.cmd_w = self.msg_r = None
+        self.log.join()
+
     def freeze(self) -> None:
         """Stops the worker and every process it started, wherever they moved (we are their subreaper), and
         returns once the worker itself is stopped or gone: after this nothing of the miner's runs."""
@@ -163,20 +197,6 @@ class WorkerProcess:
         if not os.WIFSTOPPED(status):
             self.status = status
 
-    def kill(self) -> None:
-        if self.dead:
-            return
-        self.dead = True
-        self.freeze()
-        _signal_group(self.pid, signal.SIGKILL)
-        for pid in _descendants():
-            _signal(pid, signal.SIGKILL)
-        if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
-        _reap_orphans()
-        for fd in (self.cmd_w, self.msg_r):
-            os.close(fd)
-        self.log.join()
 
 
 def _confine(drop: bool, home: Path) -> None:
@@ -205,6 +225,15 @@ def _others_can_read(path: Path) -> bool:
     /root, say, stays out of its reach); if it could not, it keeps our uid and the container is the wall."""
     modes = [p.stat().st_mode for p in [path, *path.parents]]
     return bool(modes[0] & stat.S_IROTH) and all(m & stat.S_IXOTH for m in modes)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not yet a zombie (a zombie has released its files)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -288,38 +317,32 @@ def _data_path(bench: dict) -> str | None:
     return None if bench["data_path"] is None else workload.resolve_path(bench["data_path"], str(ROOT))
 
 
-def _reference(config, device, request, tokens, init_seed: int):
+def _reference(config, device, request, tokens, init_seed: int, layout) -> dict:
+    """The plain loop on the timed run's inputs; keeps the final loss, the logits and the fp32 update of
+    every tensor (in host memory: the worker needs the whole GPU next)."""
     model = workload.build_model(config, device)
     workload.init_weights(model, init_seed, config.initializer_range)
-    w0 = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
     optimizer = workload.make_optimizer(model, request["optimizer"])
     logits, loss = workload.reference_steps(model, tokens, optimizer, device)
     ref = {"logits": logits.to("cpu"), "loss": loss,
-           "params": {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}}
+           "deltas": {n: d.to("cpu") for n, d in workload.updates(model, layout, init_seed, config.initializer_range)}}
     del model, optimizer, logits
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return w0, ref
+    return ref
 
 
-def _read_outputs(path: Path, limit: int) -> dict:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        raise Fail("bad_return", "the worker wrote no outputs for the timed call") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            raise Fail("tampering", f"the output file is not a regular file of at most {limit} bytes")
-    finally:
-        os.close(fd)
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 — a malformed file is the worker's doing
-        raise Fail("tampering", f"the output file is malformed: {e}") from None
-    if "logits" not in tensors:
-        raise Fail("tampering", "the output file has no logits")
-    return tensors
+def _candidate(reported: dict, handover, layout, logits_shape) -> dict:
+    """What the worker left in the hand-over buffer, trusting its report only for which slots it filled
+    (a false claim leaves a slot zero: frozen weights, wrong logits)."""
+    shape, absent = reported.get("logits_shape"), reported.get("absent")
+    names = {n for n, _ in layout}
+    if not (isinstance(shape, list) and all(type(d) is int for d in shape)
+            and isinstance(absent, list) and set(absent) <= names):
+        raise Fail("tampering", "malformed report from the worker after the timed call")
+    return {"logits_shape": tuple(shape),
+            "logits": handover.view(None) if tuple(shape) == tuple(logits_shape) else None,
+            "deltas": {n: handover.view(n) for n in names - set(absent)}}
 
 
 def evaluate(request: dict, result_path: Path, started: float) -> dict:
@@ -330,10 +353,9 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         # One thread per process: the CPU profile checks correctness on shared machines, where OpenMP
         # threads spinning against other load made timings several times slower and far noisier.
         torch.set_num_threads(1)
-    device_name, peak = workload.peak_flops(device)
     base = dict(schema_version=1, **ident, success=False, tps=0.0, mfu=None, total_tokens=0,
                 wall_time_seconds=0.0, total_time_seconds=0.0, error=None, checks=[],
-                device={"type": device.type, "name": device_name, "peak_flops": peak}, diagnostics={})
+                device={"type": device.type, "name": device.type, "peak_flops": None}, diagnostics={})
     diag = base["diagnostics"]
     timings = diag.setdefault("timings", {})
 
@@ -354,7 +376,7 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         return finish({"code": "harness_error", "message": f"cannot load the model config: {e}"})
     vocab, steps = config.vocab_size, bench["eval_steps"]
     expected_tokens = bench["batch_size"] * bench["sequence_length"] * steps
-    n_params = None
+    logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)
     result_before = _stat(result_path)
     run_dir = Path(tempfile.mkdtemp(prefix="crusades-run-"))
     worker = None
@@ -362,27 +384,30 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         code_path = run_dir / "train.py"
         code_path.write_text(request["code"], encoding="utf-8")
         code_path.chmod(0o444)
-        workload.model_class(config)
+        layout = workload.param_layout(config)
+        n_params = sum(math.prod(shape) for _, shape in layout)
+        handover = handover_mod.Handover(layout, logits_shape)
+        # The reference keeps an fp32 update per parameter beside the bf16 hand-over.
+        need, free = handover.nbytes + 4 * n_params, handover_mod.free_memory()
+        if free is not None and free < need:
+            raise Fail("harness_error", f"the evaluation needs {need / 2**30:.1f} GiB of memory for its outputs "
+                                        f"and has {free / 2**30:.1f} GiB; give the sandbox more memory")
         timings["prepare_s"] = time.perf_counter() - started
-        worker = WorkerProcess(config, device, request, run_dir)
+        worker = WorkerProcess(config, device, request, run_dir, layout, handover)
         diag["worker_uid"] = worker.uid
+        device_name, peak = workload.peak_flops(device)  # may initialise CUDA: only after the fork
+        base["device"].update(name=device_name, peak_flops=peak)
 
         t = time.perf_counter()
         run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab)
-        w0, ref = _reference(config, device, request, tokens, run_msg["init_seed"])
-        n_params = sum(p.numel() for p in w0.values())
+        ref = _reference(config, device, request, tokens, run_msg["init_seed"], layout)
         timings["reference_s"] = time.perf_counter() - t
-        logits_elems = bench["batch_size"] * (bench["sequence_length"] - 1) * vocab
-        need = 4 * (n_params + logits_elems)
-        if shutil.disk_usage(run_dir).free < need:
-            raise Fail("harness_error", f"{run_dir.parent} has less free space than the outputs need "
-                                        f"({need / 2**30:.1f} GiB); give the harness a larger TMPDIR")
 
         deadline = time.monotonic() + bench["timeout_seconds"]
         limit = bench["timeout_seconds"]
         t = time.perf_counter()
         try:
-            worker.recv("setup", deadline, "setting up", limit)
+            diag["handover"] = worker.recv("setup", deadline, "setting up", limit).get("handover")
         except Fail as f:
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
         timings["setup_wait_s"] = time.perf_counter() - t
@@ -403,21 +428,20 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         worker.send(run_msg)
         try:
             reported = worker.recv("run", deadline, "the timed call", limit)
+            t_reported = time.perf_counter()
         finally:
-            worker.freeze()
-            window = time.perf_counter() - t0
-            worker.kill()
-        timings["window_s"] = window
+            worker.stop()
+        # A frozen process computes nothing more on a CPU; a GPU runs what it queued until its context dies.
+        window = (worker.frozen_at if device.type == "cpu" else worker.dead_at) - t0
+        timings.update(window_s=window, freeze_s=worker.frozen_at - t_reported, kill_s=worker.dead_at - worker.frozen_at)
+        worker.close()
 
         t = time.perf_counter()
-        outputs = _read_outputs(run_dir / worker_mod.OUTPUT_FILE, 8 * (n_params + logits_elems) + (1 << 20))
-        cand = {"logits": outputs.pop("logits"),
-                "params": {k[len("param."):]: v for k, v in outputs.items() if k.startswith("param.")}}
+        cand = _candidate(reported, handover, layout, logits_shape)
         result_checks, error, vdiag = checks.verify(
-            expected_tokens=expected_tokens, logits_shape=(bench["batch_size"], bench["sequence_length"] - 1, vocab),
-            reported=reported, cand=cand, ref=ref, w0=w0, tol=request["verification"], device=device)
+            expected_tokens=expected_tokens, logits_shape=logits_shape, reported=reported, cand=cand, ref=ref,
+            tol=request["verification"], device=device)
         timings["verify_s"] = time.perf_counter() - t
-        timings["teardown_s"] = t - t0 - window
         diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported.get("total_tokens"),
                     n_params=n_params)
         if error:
@@ -430,7 +454,7 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         return finish({"code": f.code, "message": f.message})
     finally:
         if worker is not None:
-            worker.kill()
+            worker.close()
             diag["worker_log_tail"] = worker.log.text()
             if _stat(result_path) != result_before:
                 base.update(success=False, tps=0.0, mfu=None, total_tokens=0, error={

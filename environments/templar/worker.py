@@ -1,6 +1,7 @@
 """The only process that runs miner code. It is forked from the supervisor before any secret exists, drops
 privileges, then obeys commands on a private pipe: import the submission, run the warm-up, run the timed
-call and write what verification reads (final weights and logits) into the run directory.
+call and write what verification reads (each tensor's update W - W0 and the final logits) into the shared
+hand-over buffer.
 
 Nothing here is trusted once the submission is imported: the miner can patch this very module. Reports
 of failure are believed (they only hurt the miner); reports of success are only claims the supervisor
@@ -18,12 +19,9 @@ import traceback
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
-
 import channel
 import workload
 
-OUTPUT_FILE = "outputs.safetensors"
 RESULT_FIELDS = ("final_logits", "total_tokens", "final_loss")
 # What a worker may report; anything else in a report is itself a sign of tampering.
 REJECTION_CODES = {"syntax_error", "import_error", "missing_inner_steps", "bad_signature", "crash", "bad_return",
@@ -86,9 +84,11 @@ def _children() -> set[str]:
 
 
 class Worker:
-    def __init__(self, config, device: torch.device, optimizer: dict, batch: int, seq: int, run_dir: str):
-        self.config, self.device, self.opt_settings, self.run_dir = config, device, optimizer, run_dir
+    def __init__(self, config, device: torch.device, optimizer: dict, batch: int, seq: int, layout, handover):
+        self.config, self.device, self.opt_settings = config, device, optimizer
+        self.layout, self.handover = layout, handover
         self.model = workload.build_model(config, device)
+        self.pinned = handover.pin(device)
         self._prewarm(batch, seq)
         self.inner_steps = None
         self.guard = _snapshot()
@@ -131,7 +131,7 @@ class Worker:
 
     def call(self, msg: dict, timed: bool) -> dict:
         """One inner_steps call on freshly initialised weights and fresh data. For the timed call this whole
-        method runs inside the supervisor's window, from the seed arriving to the outputs being written."""
+        method runs inside the supervisor's window, from the seed arriving to the hand-over being written."""
         tokens = np.frombuffer(base64.b64decode(msg["tokens"]), dtype="<i4").reshape(msg["shape"])
         batches = [torch.from_numpy(b.astype(np.int64)) for b in tokens]
         workload.init_weights(self.model, msg["init_seed"], self.config.initializer_range)
@@ -154,9 +154,10 @@ class Worker:
         logits, total_tokens, final_loss = _read_result(result)
         out = {"total_tokens": total_tokens, "final_loss": final_loss if math.isfinite(final_loss) else None}
         if timed:
-            tensors = {f"param.{n}": p.detach().to("cpu").contiguous() for n, p in self.model.named_parameters()}
-            tensors["logits"] = logits.detach().to("cpu").contiguous()
-            save_file(tensors, os.path.join(self.run_dir, OUTPUT_FILE))
+            self.handover.put(None, logits)
+            updates = workload.updates(self.model, self.layout, msg["init_seed"], self.config.initializer_range)
+            out.update(logits_shape=list(logits.shape),
+                       absent=[name for name, delta in updates if not self.handover.put(name, delta)])
         return out
 
 
@@ -203,9 +204,9 @@ def _describe(e: BaseException) -> str:
 
 
 def serve(cmd_fd: int, msg_fd: int, config, device: torch.device, optimizer: dict, batch: int, seq: int,
-          run_dir: str) -> None:
-    worker = Worker(config, device, optimizer, batch, seq, run_dir)
-    channel.send(msg_fd, {"ok": True, "op": "setup"})
+          layout, handover) -> None:
+    worker = Worker(config, device, optimizer, batch, seq, layout, handover)
+    channel.send(msg_fd, {"ok": True, "op": "setup", "handover": worker.pinned})
     while True:
         msg = channel.recv(cmd_fd)
         try:

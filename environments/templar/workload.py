@@ -55,20 +55,45 @@ def build_model(config, device: torch.device) -> torch.nn.Module:
     return model.to(torch.float32).train()
 
 
+def param_layout(config) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every trainable tensor in canonical order, from a weightless (meta) build. It sizes the
+    hand-over buffer and fixes the order in which W0 is drawn, whatever a submission does to the module."""
+    with torch.device("meta"):
+        model = model_class(config)(config)
+    return [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+
+
+def initial_weights(layout, seed: int, std: float, device: torch.device):
+    """Yields (name, W0) in layout order, drawn from our own generator so nothing global (and nothing a miner
+    patched in its interpreter's RNG state) decides W0: matrices N(0, std), biases 0, norm gains 1. Tensors
+    come one at a time, so W0 can be redrawn next to a trained model without holding a second copy."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    for name, shape in layout:
+        if len(shape) >= 2:
+            yield name, torch.empty(shape, device=device).normal_(0.0, std, generator=gen)
+        elif name.endswith("bias"):
+            yield name, torch.zeros(shape, device=device)
+        else:
+            yield name, torch.ones(shape, device=device)
+
+
 @torch.no_grad()
 def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
-    """Seeded random init with our own generator, so nothing global (and nothing a miner patched in its
-    own interpreter's RNG state) decides W0: matrices N(0, std), biases 0, norm gains 1."""
     params = list(model.named_parameters())
-    gen = torch.Generator(device=params[0][1].device)
-    gen.manual_seed(seed)
-    for name, p in params:
-        if p.ndim >= 2:
-            p.normal_(0.0, std, generator=gen)
-        elif name.endswith("bias"):
-            p.zero_()
-        else:
-            p.fill_(1.0)
+    layout = [(n, tuple(p.shape)) for n, p in params]
+    for (_, p), (_, w0) in zip(params, initial_weights(layout, seed, std, params[0][1].device)):
+        p.copy_(w0)
+
+
+@torch.no_grad()
+def updates(model: torch.nn.Module, layout, seed: int, std: float):
+    """Yields (name, W - W0 or None) in layout order; None where the model lacks the tensor or reshaped it."""
+    params = dict(model.named_parameters())
+    device = next(iter(params.values())).device
+    for name, w0 in initial_weights(layout, seed, std, device):
+        p = params.get(name)
+        yield name, (p.detach().float() - w0 if p is not None and p.shape == w0.shape else None)
 
 
 def make_tokens(seed: int, count: int, batch: int, seq: int, vocab: int, data_path: str | None) -> torch.Tensor:

@@ -69,53 +69,89 @@ def _train(config, skip_last=False, frozen=None):
     cpu = torch.device("cpu")
     model = workload.build_model(config, cpu)
     workload.init_weights(model, 3, config.initializer_range)
-    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
     if frozen:
         dict(model.named_parameters())[frozen].requires_grad_(False)
     tokens = workload.make_tokens(4, 4, 2, 16, config.vocab_size, None)
     opt = workload.make_optimizer(model, HPARAMS["optimizer"])
     logits, loss = workload.reference_steps(model, tokens[:-1] if skip_last else tokens, opt, cpu)
-    return w0, {"logits": logits, "loss": loss, "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
+    layout = workload.param_layout(config)
+    return {"logits": logits, "loss": loss,
+            "deltas": dict(workload.updates(model, layout, 3, config.initializer_range))}
 
 
-def _verify(ref, w0, cand, tokens=2 * 16 * 4, loss=None):
+def _cand(ref, logits=None, deltas=None):
+    logits = ref["logits"] if logits is None else logits
+    return {"logits_shape": tuple(logits.shape), "logits": logits, "deltas": ref["deltas"] if deltas is None else deltas}
+
+
+def _verify(ref, cand, tokens=2 * 16 * 4, loss=None):
     reported = {"total_tokens": tokens, "final_loss": ref["loss"] if loss is None else loss}
     return checks.verify(expected_tokens=2 * 16 * 4, logits_shape=tuple(ref["logits"].shape), reported=reported,
-                         cand=cand, ref=ref, w0=w0, tol=TOL, device=torch.device("cpu"))
+                         cand=cand, ref=ref, tol=TOL, device=torch.device("cpu"))
+
+
+def test_updates_are_w_minus_a_redrawn_w0(config):
+    model = workload.build_model(config, torch.device("cpu"))
+    workload.init_weights(model, 5, config.initializer_range)
+    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        model.model.norm.weight.add_(0.5)
+    layout = workload.param_layout(config)
+    deltas = dict(workload.updates(model, layout, 5, config.initializer_range))
+    assert [n for n, _ in layout] == list(w0) and list(deltas) == list(w0)
+    assert torch.all(deltas["model.norm.weight"] == 0.5)
+    assert all(torch.count_nonzero(d) == 0 for n, d in deltas.items() if n != "model.norm.weight")
+    model.model.layers[0].mlp.up_proj.weight = torch.nn.Parameter(torch.zeros(3, 3))  # reshaped by a submission
+    deltas = dict(workload.updates(model, layout, 5, config.initializer_range))
+    assert deltas["model.layers.0.mlp.up_proj.weight"] is None
+
+
+def test_handover_round_trips_in_bf16_and_refuses_wrong_shapes(config):
+    import handover as handover_mod
+    layout = workload.param_layout(config)
+    box = handover_mod.Handover(layout, (2, 15, config.vocab_size))
+    assert box.nbytes >= 2 * (sum(math.prod(s) for _, s in layout) + 2 * 15 * config.vocab_size)
+    name, shape = layout[1]
+    value = torch.randn(shape) * 1e-4
+    assert box.put(name, value) and not box.put(name, torch.zeros(3)) and not box.put("nope", value)
+    assert box.put(None, torch.ones(2, 15, config.vocab_size))
+    got = box.view(name).float()
+    assert torch.allclose(got, value, rtol=2 ** -8, atol=0) and not torch.equal(got, value)
+    assert torch.all(box.view(None) == 1) and torch.count_nonzero(box.view(layout[0][0])) == 0
 
 
 def test_identical_outputs_pass_and_a_skipped_step_does_not(config):
-    w0, ref = _train(config)
-    result_checks, error, _ = _verify(ref, w0, ref)
+    ref = _train(config)
+    result_checks, error, _ = _verify(ref, _cand(ref))
     assert error is None and all(c["passed"] for c in result_checks)
-    _, skipped = _train(config, skip_last=True)
-    _, error, _ = _verify(ref, w0, {"logits": ref["logits"], "params": skipped["params"]})
+    skipped = _train(config, skip_last=True)
+    _, error, _ = _verify(ref, _cand(ref, deltas=skipped["deltas"]))
     assert error["code"] == "weights_mismatch"
 
 
 def test_update_error_is_measured_on_the_update_not_the_weights(config):
-    w0, ref = _train(config)
-    # Move the final weights 10% of the way back towards W0: a 0.03% change of W, a 10% error of the update.
-    params = {n: ref["params"][n] - 0.1 * (ref["params"][n] - w0[n]) for n in w0}
-    result_checks, error, _ = _verify(ref, w0, {"logits": ref["logits"], "params": params})
+    ref = _train(config)
+    # Final weights 10% of the way back towards W0: a 0.03% change of W, a 10% error of the update.
+    deltas = {n: 0.9 * d for n, d in ref["deltas"].items()}
+    result_checks, error, _ = _verify(ref, _cand(ref, deltas=deltas))
     glob = next(c for c in result_checks if c["name"] == "update_rel_error_global")
     assert math.isclose(glob["value"], 0.1, rel_tol=1e-3) and error["code"] == "weights_mismatch"
 
 
 def test_frozen_tensor_and_codes_by_priority(config):
-    w0, ref = _train(config)
-    _, frozen = _train(config, frozen="model.layers.1.mlp.up_proj.weight")
-    _, error, _ = _verify(ref, w0, {"logits": ref["logits"], "params": frozen["params"]})
+    ref = _train(config)
+    frozen = _train(config, frozen="model.layers.1.mlp.up_proj.weight")
+    _, error, _ = _verify(ref, _cand(ref, deltas=frozen["deltas"]))
     assert error["code"] == "frozen_params" and "up_proj" in error["message"]
-    _, error, _ = _verify(ref, w0, ref, tokens=999)
+    _, error, _ = _verify(ref, _cand(ref), tokens=999)
     assert error["code"] == "token_count"
-    _, error, _ = _verify(ref, w0, ref, loss=float("nan"))
+    _, error, _ = _verify(ref, _cand(ref), loss=float("nan"))
     assert error["code"] == "non_finite"
-    _, error, _ = _verify(ref, w0, ref, loss=ref["loss"] + 1.0)
+    _, error, _ = _verify(ref, _cand(ref), loss=ref["loss"] + 1.0)
     assert error["code"] == "loss_mismatch"
-    _, error, _ = _verify(ref, w0, {"logits": ref["logits"] * 1.5, "params": ref["params"]})
+    _, error, _ = _verify(ref, _cand(ref, logits=ref["logits"] * 1.5))
     assert error["code"] == "logits_mismatch"
-    missing = {n: p for n, p in ref["params"].items() if "layers.0" not in n}
-    result_checks, error, _ = _verify(ref, w0, {"logits": ref["logits"], "params": missing})
+    missing = {n: d for n, d in ref["deltas"].items() if "layers.0" not in n}
+    result_checks, error, _ = _verify(ref, _cand(ref, deltas=missing))
     assert error["code"] == "weights_mismatch" and "missing or reshaped" in error["message"]
     assert all(c["value"] is None or math.isfinite(c["value"]) for c in result_checks)

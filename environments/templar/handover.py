@@ -1,0 +1,74 @@
+"""The hand-over buffer: where the worker leaves, inside the timed window, what verification reads (the
+update W - W0 of every tensor and the final logits, in bf16), and where the supervisor reads it once the
+worker is dead. One anonymous shared mapping, made by the supervisor before the fork: no file, no disk, no
+serialisation; on CUDA the worker page-locks it before any miner code runs, so the device-to-host copy in
+the window runs at bus speed. For Qwen2.5-3B that is 7.4 GB instead of 13.6 GB of fp32 safetensors on disk.
+
+bf16 keeps 8 bits of mantissa: 0.4% relative error per element, far below the 5% tolerance on the update,
+and W - W0 is formed in fp32 on the worker's device before rounding, so the tiny update survives intact."""
+import math
+import mmap
+import os
+
+import torch
+
+DTYPE = torch.bfloat16
+_ALIGN = 64  # elements: every tensor starts on a 128-byte boundary
+
+
+class Handover:
+    def __init__(self, layout, logits_shape):
+        self.entries, offset = {}, 0
+        for key, shape in [(None, tuple(logits_shape)), *layout]:
+            self.entries[key] = (offset, tuple(shape))
+            offset += -(-math.prod(shape) // _ALIGN) * _ALIGN
+        self.nbytes = offset * DTYPE.itemsize
+        fd = os.memfd_create("crusades-handover", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, self.nbytes)
+            self.buf = mmap.mmap(fd, self.nbytes)
+        finally:
+            os.close(fd)
+        self._flat = torch.frombuffer(self.buf, dtype=DTYPE)
+
+    def view(self, name: str | None) -> torch.Tensor:
+        """The slot of one parameter's update (or, for None, the logits) as a tensor over the shared pages."""
+        offset, shape = self.entries[name]
+        return self._flat[offset:offset + math.prod(shape)].view(shape)
+
+    def put(self, name: str | None, tensor: torch.Tensor | None) -> bool:
+        """Writes a tensor into its slot when its shape matches; False (nothing written) otherwise. The copy
+        is synchronous: when it returns the values are in host memory."""
+        if tensor is None or name not in self.entries or tuple(tensor.shape) != self.entries[name][1]:
+            return False
+        self.view(name).copy_(tensor.detach().to(DTYPE))
+        return True
+
+    def pin(self, device: torch.device) -> str:
+        """Page-locks the mapping for the CUDA driver (worker side, before the submission is imported).
+        Returns how it went, for the diagnostics: an unpinned buffer still works, only slower."""
+        if device.type != "cuda":
+            return "not needed"
+        self._flat.fill_(0)  # fault every page in now, not inside the window
+        err = torch.cuda.cudart().cudaHostRegister(self._flat.data_ptr(), self.nbytes, 0)
+        return "pinned" if int(err) == 0 else f"not pinned (cudaHostRegister error {int(err)})"
+
+
+def free_memory() -> int | None:
+    """Bytes this process may still take: the cgroup's headroom (docker) or the machine's available memory."""
+    limit = None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            raw = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read())
+        if raw != "max":
+            limit = int(raw) - used
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return limit
+    return avail if limit is None else min(limit, avail)
