@@ -38,10 +38,19 @@ def main() -> int:
         for i in range(args.runs):
             docs.append(run_env(build_request(code, hp, args.profile, i, "bench", **overrides), Path(tmp),
                                 stderr=sys.stderr if args.profile == "benchmark" else None))
+            d = docs[-1]
+            print(f"run {i}: {'verified' if d['success'] else 'rejected'} tps {d['tps']:,.0f} in "
+                  f"{d['total_time_seconds']:.1f}s  " + " ".join(f"{k} {v:.3f}" for k, v in
+                                                             d["diagnostics"].get("timings", {}).items()), flush=True)
+            if not d["success"]:
+                break  # one rejection decides the evaluation; the rest would only cost time
         total = time.perf_counter() - started
     failed = [d for d in docs if not d["success"]]
     if failed:
-        print(f"{len(failed)} run(s) failed: {failed[0]['error']}", file=sys.stderr)
+        d = failed[0]
+        print(f"{len(failed)} of {len(docs)} run(s) rejected: {d['error']['code']}: {d['error']['message'][:600]}")
+        print(_checks_line(failed))
+        print("worker log tail:\n" + d["diagnostics"].get("worker_log_tail", "")[-1500:])
         return 1
     windows = sum(d["wall_time_seconds"] for d in docs)
     tps = [d["tps"] for d in docs]
@@ -59,10 +68,23 @@ def main() -> int:
     print("tps per run:  " + "  ".join(f"{t:,.0f}" for t in tps))
     cov = statistics.stdev(tps) / statistics.mean(tps) if len(tps) > 1 else 0.0
     print(f"tps median {statistics.median(tps):,.1f}  CoV {cov:.2%}")
+    print(_checks_line(docs))
+    if "handover" in docs[0]["diagnostics"]:
+        print(f"hand-over buffer: {docs[0]['diagnostics']['handover']}")
     mfu = [d["mfu"] for d in docs if d["mfu"] is not None]
     if mfu:
         print(f"mfu median {statistics.median(mfu):.2%}  (peak {docs[0]['device']['peak_flops']:.3g} FLOP/s)")
     return 0
+
+
+def _checks_line(docs) -> str:
+    """The worst value of each check over the runs: the honest spread the tolerances are set against."""
+    worst = {}
+    for d in docs:
+        for c in d["checks"]:
+            if c["value"] is not None:
+                worst[c["name"]] = max(worst.get(c["name"], c["value"]), c["value"])
+    return "checks, worst over runs: " + "  ".join(f"{k} {v:.3g}" for k, v in worst.items())
 
 
 if __name__ == "__main__":

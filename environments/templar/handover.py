@@ -50,25 +50,21 @@ class Handover:
         if device.type != "cuda":
             return "not needed"
         self._flat.fill_(0)  # fault every page in now, not inside the window
-        err = torch.cuda.cudart().cudaHostRegister(self._flat.data_ptr(), self.nbytes, 0)
-        return "pinned" if int(err) == 0 else f"not pinned (cudaHostRegister error {int(err)})"
+        try:
+            err = int(torch.cuda.cudart().cudaHostRegister(self._flat.data_ptr(), self.nbytes, 0))
+        except (AttributeError, RuntimeError) as e:
+            return f"not pinned ({e})"
+        return "pinned" if err == 0 else f"not pinned (cudaHostRegister error {err})"
 
 
 def free_memory() -> int | None:
-    """Bytes this process may still take: the cgroup's headroom (docker) or the machine's available memory."""
-    limit = None
+    """Bytes this process may still take under its cgroup's limit (docker's --memory), or None where there is
+    no limit. The machine's MemAvailable is no guide: a VM's balloon grows on demand."""
     try:
         with open("/sys/fs/cgroup/memory.max") as f:
             raw = f.read().strip()
         with open("/sys/fs/cgroup/memory.current") as f:
             used = int(f.read())
-        if raw != "max":
-            limit = int(raw) - used
     except (OSError, ValueError):
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return limit
-    return avail if limit is None else min(limit, avail)
+        return None
+    return None if raw == "max" else int(raw) - used

@@ -98,7 +98,10 @@ class Worker:
         # can be told apart as the submission's.
         # Building an optimizer also lets torch wrap AdamW.step once, before the tampering snapshot.
         x = torch.zeros(batch, seq - 1, dtype=torch.long, device=self.device)
-        self.model(input_ids=x).logits.float().mean().backward()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=workload.use_autocast(self.device)):
+            logits = self.model(input_ids=x).logits
+        logits.float().mean().backward()
+        del logits
         workload.make_optimizer(self.model, self.opt_settings)
         self.model.zero_grad(set_to_none=True)
 
@@ -154,10 +157,12 @@ class Worker:
         logits, total_tokens, final_loss = _read_result(result)
         out = {"total_tokens": total_tokens, "final_loss": final_loss if math.isfinite(final_loss) else None}
         if timed:
+            started = time.perf_counter()
             self.handover.put(None, logits)
             updates = workload.updates(self.model, self.layout, msg["init_seed"], self.config.initializer_range)
             out.update(logits_shape=list(logits.shape),
-                       absent=[name for name, delta in updates if not self.handover.put(name, delta)])
+                       absent=[name for name, delta in updates if not self.handover.put(name, delta)],
+                       handover_s=time.perf_counter() - started)
         return out
 
 
@@ -205,6 +210,7 @@ def _describe(e: BaseException) -> str:
 
 def serve(cmd_fd: int, msg_fd: int, config, device: torch.device, optimizer: dict, batch: int, seq: int,
           layout, handover) -> None:
+    channel.recv(cmd_fd)  # "setup": on one GPU our model must wait until the reference has freed its memory
     worker = Worker(config, device, optimizer, batch, seq, layout, handover)
     channel.send(msg_fd, {"ok": True, "op": "setup", "handover": worker.pinned})
     while True:
