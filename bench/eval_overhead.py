@@ -84,7 +84,13 @@ def _checks_line(docs) -> str:
         for c in d["checks"]:
             if c["value"] is not None:
                 worst[c["name"]] = max(worst.get(c["name"], c["value"]), c["value"])
-    return "checks, worst over runs: " + "  ".join(f"{k} {v:.3g}" for k, v in worst.items())
+    layers = {}
+    for d in docs:
+        for name, err in (d["diagnostics"].get("worst_layers") or {}).items():
+            layers[name] = max(layers.get(name, 0.0), err or float("inf"))
+    top = sorted(layers.items(), key=lambda kv: -kv[1])[:6]
+    return ("checks, worst over runs: " + "  ".join(f"{k} {v:.4g}" for k, v in worst.items())
+            + "\nworst tensors: " + "  ".join(f"{k} {v:.3g}" for k, v in top))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ export const VerificationSettings = z.object({
   update_rel_tolerance_global: z.number().positive(),
   /** Same measure, per parameter tensor (looser: small tensors are noisier). */
   update_rel_tolerance_layer: z.number().positive(),
+  /** Max |1 − ⟨ΔW_cand, ΔW_ref⟩ / ‖ΔW_ref‖²|: the share of the reference's update the candidate made. */
+  update_scale_tolerance: z.number().positive(),
   /** Max mean |logits_cand − logits_ref| / mean |logits_ref|. */
   logits_rel_tolerance: z.number().positive(),
   /** Minimum share of parameter elements whose value changed. */

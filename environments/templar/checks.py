@@ -9,10 +9,10 @@ import math
 import torch
 
 # Most specific first: a cheat usually trips several checks, and the code should name its cause.
-PRIORITY = ["token_count", "logits_shape", "finite", "frozen_params", "changed_fraction",
+PRIORITY = ["token_count", "logits_shape", "finite", "frozen_params", "changed_fraction", "update_scale",
             "update_rel_error_global", "update_rel_error_layer", "loss_abs_diff", "logits_rel_diff"]
 CODES = {"token_count": "token_count", "logits_shape": "logits_shape", "finite": "non_finite",
-         "frozen_params": "frozen_params", "changed_fraction": "frozen_params",
+         "frozen_params": "frozen_params", "changed_fraction": "frozen_params", "update_scale": "weights_mismatch",
          "update_rel_error_global": "weights_mismatch", "update_rel_error_layer": "weights_mismatch",
          "loss_abs_diff": "loss_mismatch", "logits_rel_diff": "logits_mismatch"}
 
@@ -46,7 +46,7 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
     bad = 0 if isinstance(loss, float) and math.isfinite(loss) else 1
     if shape_ok:
         bad += int((~torch.isfinite(cand["logits"].to(device))).sum())
-    upd_sq = err_sq = 0.0
+    upd_sq = err_sq = dot = 0.0
     changed = total = 0
     layer_err, frozen = {}, []
     for name, d_ref in ref["deltas"].items():
@@ -59,6 +59,7 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
         diff = float(torch.linalg.vector_norm((d_c - d_ref).double()))
         upd_sq += ref_norm ** 2
         err_sq += diff ** 2
+        dot += float(torch.dot(d_c.flatten().double(), d_ref.flatten().double()))
         layer_err[name] = diff / ref_norm if ref_norm > 0 else (0.0 if diff == 0 else math.inf)
         moved = int(torch.count_nonzero(d_c))
         changed += moved
@@ -75,8 +76,20 @@ def verify(*, expected_tokens: int, logits_shape: tuple, reported: dict, cand: d
     checks.append(_check("changed_fraction", frac >= tol["min_changed_fraction"], frac,
                          f">= {tol['min_changed_fraction']}"))
 
+    # The share of the reference's update the candidate made. On a GPU, bf16 rounding flips the sign-like
+    # early Adam steps of elements whose gradient is mostly noise: that costs the relative error linearly
+    # (e ~ 2 sqrt(f) for a flipped share f of the update) but this projection only quadratically
+    # (1 - e^2 / 2), while a skipped or partial step shrinks it in proportion.
+    absent_detail = f"parameters missing or reshaped ({', '.join(absent[:3])}); keep the model's parameters as given"
+    scale = dot / upd_sq if upd_sq > 0 and not absent else None
+    s_tol = tol["update_scale_tolerance"]
+    s_ok = scale is not None and abs(1 - scale) <= s_tol
+    checks.append(_check("update_scale", s_ok, scale, f"1 ± {s_tol}", None if s_ok else absent_detail if absent else
+                         "the final weights did not move as far along the reference's update as they should: every "
+                         "step must run forward, backward and optimizer.step on every parameter"))
+
     if absent:
-        glob, detail = None, f"parameters missing or reshaped ({', '.join(absent[:3])}); keep the model's parameters as given"
+        glob, detail = None, absent_detail
     else:
         glob = math.sqrt(err_sq) / math.sqrt(upd_sq) if upd_sq > 0 else math.inf
         detail = None
