@@ -3,9 +3,10 @@
 # seeded synthetic tokens). Prints the device and library versions, then three evaluations through the
 # validator's path (bench/eval_overhead.py, env.py per run):
 #   1. the template, 5 runs: TPS per run, MFU, CoV, phase timings, honest check values;
-#   2. an honest faster loop (fused AdamW, direct module pass), 2 runs: the honest-vs-honest spread the
+#   2. an honest faster loop (fused AdamW, direct module pass), 3 runs: the honest-vs-honest spread the
 #      GPU tolerances are set against;
-#   3. a cheat that skips backward on the last step, 1 run: must be rejected with weights_mismatch.
+#   3. cheats, 1 run each: skipping backward on the last step (weights_mismatch) and freezing layers then
+#      restoring requires_grad (frozen_params).
 # Logs go to $OUT (or artifacts/gpu); PROFILE=tiny rehearses the script on a CPU. Each step has its own time limit so one hang cannot eat the rest.
 set -u
 cd "$(dirname "$0")/.."
@@ -24,5 +25,7 @@ step() {
   echo "== $name: exit ${PIPESTATUS[0]}"
 }
 step template "${TEMPLATE_LIMIT:-300}" --runs 5
-step honest_fast "${HONEST_LIMIT:-120}" --runs 2 --train tests/fixtures/train/honest_fast.py
-step skip_backward_last "${CHEAT_LIMIT:-80}" --runs 1 --train tests/fixtures/train/skip_backward_last.py
+step honest_fast "${HONEST_LIMIT:-150}" --runs 3 --train tests/fixtures/train/honest_fast.py
+for cheat in skip_backward_last freeze_restore; do
+  step "$cheat" "${CHEAT_LIMIT:-80}" --runs 1 --train "tests/fixtures/train/$cheat.py"
+done
