@@ -6,7 +6,9 @@ import { z } from "zod";
 import { BenchmarkSettings, OptimizerSettings, VerificationSettings, type Profile } from "./contracts.ts";
 import { formatZodError } from "./errors.ts";
 
-const ProfileSettings = BenchmarkSettings.omit({ profile: true });
+const ProfileSettings = BenchmarkSettings.omit({ profile: true }).extend({
+  verification: VerificationSettings.optional(),
+});
 
 export const HParams = z.object({
   netuid: z.number().int().min(0).max(65535).describe("Subnet id for commitments, reveals and weights."),
@@ -38,7 +40,7 @@ export const HParams = z.object({
     pids_limit: z.number().int().positive(),
     max_log_bytes: z.number().int().positive(),
   }).describe("Container limits: memory, shm_size, pids_limit, max_log_bytes (log cap per run)."),
-  profiles: z.object({ tiny: ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU (demo, tests)."),
+  profiles: z.object({ tiny: ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU (demo, tests). A profile's own `verification` replaces the top-level tolerances: a CPU is deterministic, so its bounds can be far tighter than a GPU's."),
 }).strict();
 export type HParams = z.infer<typeof HParams>;
 
@@ -75,5 +77,11 @@ export function benchmarkSettings(h: HParams, profile: Profile): BenchmarkSettin
       timeout_seconds: h.eval_timeout,
     };
   }
-  return { profile, ...h.profiles[profile] };
+  const { verification: _, ...settings } = h.profiles[profile];
+  return { profile, ...settings };
+}
+
+/** The tolerances a profile is verified with: its own where it sets them, else the top-level ones. */
+export function verificationSettings(h: HParams, profile: Profile): VerificationSettings {
+  return profile === "benchmark" ? h.verification : (h.profiles[profile].verification ?? h.verification);
 }

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { failedResult, parseResult, Submission, type EvaluationRequest, type EvaluationResult, type Profile } from "./contracts.ts";
 import { formatZodError } from "./errors.ts";
 import { fetchCode as defaultFetchCode, type FetchOptions, type FetchResult } from "./fetch.ts";
-import { benchmarkSettings, type HParams } from "./hparams.ts";
+import { benchmarkSettings, verificationSettings, type HParams } from "./hparams.ts";
 import type { Logger } from "./log.ts";
 import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, Source } from "./plugin.ts";
 import { planWeights, scoreRuns } from "./scoring.ts";
@@ -152,7 +152,7 @@ export function createPipeline(o: PipelineOptions) {
       code_sha256: run.code_sha256,
       benchmark: settings,
       optimizer: hparams.optimizer,
-      verification: hparams.verification,
+      verification: verificationSettings(hparams, o.profile),
     };
     const of = `${run.run_index + 1}/${sub.runs_planned}`;
     const rlog = log.child({ submission: sub.id, run: of });

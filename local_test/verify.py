@@ -28,7 +28,12 @@ def benchmark_settings(hp: dict, profile: str) -> dict:
                 "batch_size": hp["benchmark_batch_size"], "sequence_length": hp["benchmark_sequence_length"],
                 "eval_steps": hp["eval_steps"], "warmup_steps": hp["warmup_steps"],
                 "data_path": hp["benchmark_data_path"], "timeout_seconds": hp["eval_timeout"]}
-    return {"profile": profile, **hp["profiles"][profile]}
+    return {"profile": profile, **{k: v for k, v in hp["profiles"][profile].items() if k != "verification"}}
+
+
+def verification_settings(hp: dict, profile: str) -> dict:
+    """Mirror of core/hparams.ts verificationSettings: a profile's own tolerances, else the top-level ones."""
+    return hp["verification"] if profile == "benchmark" else hp["profiles"][profile].get("verification", hp["verification"])
 
 
 def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0,
@@ -43,7 +48,7 @@ def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0
         "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
         "benchmark": {**benchmark_settings(hp, profile), **benchmark_overrides},
         "optimizer": hp["optimizer"],
-        "verification": hp["verification"],
+        "verification": verification_settings(hp, profile),
     }
 
 

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EvaluationRequest, parseResult, SCHEMA_VERSION } from "../core/contracts.ts";
-import { benchmarkSettings, loadHParams, repoRoot } from "../core/hparams.ts";
+import { benchmarkSettings, loadHParams, repoRoot, verificationSettings } from "../core/hparams.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-contract-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,7 +25,7 @@ function request(code: string): EvaluationRequest {
     code_sha256: createHash("sha256").update(code).digest("hex"),
     benchmark: benchmarkSettings(h, "tiny"),
     optimizer: h.optimizer,
-    verification: h.verification,
+    verification: verificationSettings(h, "tiny"),
   });
 }
 

@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:net";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { EvaluationRequest } from "../../core/contracts.ts";
-import { benchmarkSettings, loadHParams, repoRoot } from "../../core/hparams.ts";
+import { benchmarkSettings, loadHParams, repoRoot, verificationSettings } from "../../core/hparams.ts";
 
 export const templateCode = () => readFileSync(join(repoRoot, "local_test/train.py"), "utf8");
 
@@ -23,7 +23,7 @@ export function tinyRequest(code: string, overrides: Partial<EvaluationRequest["
     code_sha256: createHash("sha256").update(code).digest("hex"),
     benchmark: { ...benchmarkSettings(h, "tiny"), ...overrides },
     optimizer: h.optimizer,
-    verification: h.verification,
+    verification: verificationSettings(h, "tiny"),
   };
 }
 
