@@ -50,6 +50,8 @@ import handover as handover_mod  # noqa: E402
 import worker as worker_mod  # noqa: E402
 import workload  # noqa: E402
 
+workload.preload_model_code()  # before main forks the worker, which then needs no import of its own
+
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
@@ -76,8 +78,7 @@ def schema_errors(doc, name: str) -> list[str]:
 # The worker process: forked early, stripped down, frozen and killed as a group.
 
 class WorkerProcess:
-    def __init__(self, config, device, request, run_dir: Path, layout, handover):
-        bench = request["benchmark"]
+    def __init__(self, device, run_dir: Path, handover_fd: int):
         cmd_r, self.cmd_w = os.pipe()
         self.msg_r, msg_w = os.pipe()
         log_r, log_w = os.pipe()
@@ -95,14 +96,15 @@ class WorkerProcess:
         if self.pid == 0:  # the worker: never returns
             try:
                 os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
                 os.dup2(log_w, 1)
                 os.dup2(log_w, 2)
-                keep = sorted({0, 1, 2, cmd_r, msg_w})
+                keep = sorted({0, 1, 2, cmd_r, msg_w, handover_fd})
                 for lo, hi in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
                     os.closerange(lo + 1, hi)
                 _confine(drop, home)
-                worker_mod.serve(cmd_r, msg_w, config, device, request["optimizer"], bench["batch_size"],
-                                 bench["sequence_length"], layout, handover)
+                worker_mod.serve(cmd_r, msg_w, device, handover_fd)
             except BaseException:  # noqa: BLE001 — the worker must never fall back into supervisor code
                 import traceback
                 traceback.print_exc()
@@ -345,14 +347,20 @@ def _candidate(reported: dict, handover, layout, logits_shape) -> dict:
             "deltas": {n: handover.view(n) for n in names - set(absent)}}
 
 
-def evaluate(request: dict, result_path: Path, started: float) -> dict:
-    bench = request["benchmark"]
-    ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
+def choose_device() -> torch.device:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         # One thread per process: the CPU profile checks correctness on shared machines, where OpenMP
         # threads spinning against other load made timings several times slower and far noisier.
         torch.set_num_threads(1)
+    return device
+
+
+def evaluate(request: dict, result_path: Path, started: float, worker: WorkerProcess, device: torch.device,
+             run_dir: Path, handover_fd: int) -> dict:
+    """One run, with the worker already forked (see main): from here on this process holds the seed."""
+    bench = request["benchmark"]
+    ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
     base = dict(schema_version=1, **ident, success=False, tps=0.0, mfu=None, total_tokens=0,
                 wall_time_seconds=0.0, total_time_seconds=0.0, error=None, checks=[],
                 device={"type": device.type, "name": device.type, "peak_flops": None}, diagnostics={})
@@ -371,32 +379,33 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         return finish({"code": "syntax_error", "message": f"train.py does not compile: {e}"})
 
     try:
-        config = workload.load_config(workload.resolve_path(bench["model_config"], str(ROOT)))
+        raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)))
+        config = workload.config_from(raw_config)
     except (OSError, ValueError, KeyError) as e:
         return finish({"code": "harness_error", "message": f"cannot load the model config: {e}"})
     vocab, steps = config.vocab_size, bench["eval_steps"]
     expected_tokens = bench["batch_size"] * bench["sequence_length"] * steps
     logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)
     result_before = _stat(result_path)
-    run_dir = Path(tempfile.mkdtemp(prefix="crusades-run-"))
-    worker = None
+    diag["worker_uid"] = worker.uid
     try:
         code_path = run_dir / "train.py"
         code_path.write_text(request["code"], encoding="utf-8")
         code_path.chmod(0o444)
         layout = workload.param_layout(config)
         n_params = sum(math.prod(shape) for _, shape in layout)
-        handover = handover_mod.Handover(layout, logits_shape)
         # The reference keeps an fp32 update per parameter beside the bf16 hand-over.
-        need, free = handover.nbytes + 4 * n_params, handover_mod.free_memory()
+        need, free = handover_mod.size_of(layout, logits_shape) + 4 * n_params, handover_mod.free_memory()
         if free is not None and free < need:
             raise Fail("harness_error", f"the evaluation needs {need / 2**30:.1f} GiB of memory for its outputs "
                                         f"and has {free / 2**30:.1f} GiB; give the sandbox more memory")
+        handover = handover_mod.Handover(layout, logits_shape, handover_fd)
         timings["prepare_s"] = time.perf_counter() - started
-        worker = WorkerProcess(config, device, request, run_dir, layout, handover)
-        diag["worker_uid"] = worker.uid
+        setup = {"op": "setup", "model_config": raw_config, "optimizer": request["optimizer"],
+                 "batch_size": bench["batch_size"], "sequence_length": bench["sequence_length"],
+                 "logits_shape": list(logits_shape)}
         if device.type == "cpu":
-            worker.send({"op": "setup"})  # builds its model while we run the reference
+            worker.send(setup)  # builds its model while we run the reference
         device_name, peak = workload.peak_flops(device)  # may initialise CUDA: only after the fork
         base["device"].update(name=device_name, peak_flops=peak)
 
@@ -405,7 +414,7 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
         ref = _reference(config, device, request, tokens, run_msg["init_seed"], layout)
         timings["reference_s"] = time.perf_counter() - t
         if device.type == "cuda":
-            worker.send({"op": "setup"})  # one GPU does not hold two 3B training states side by side
+            worker.send(setup)  # one GPU does not hold two 3B training states side by side
 
         deadline = time.monotonic() + bench["timeout_seconds"]
         limit = bench["timeout_seconds"]
@@ -459,13 +468,11 @@ def evaluate(request: dict, result_path: Path, started: float) -> dict:
     except Fail as f:
         return finish({"code": f.code, "message": f.message})
     finally:
-        if worker is not None:
-            worker.close()
-            diag["worker_log_tail"] = worker.log.text()
-            if _stat(result_path) != result_before:
-                base.update(success=False, tps=0.0, mfu=None, total_tokens=0, error={
-                    "code": "tampering", "message": "the submission wrote to the result location"})
-        shutil.rmtree(run_dir, ignore_errors=True)
+        worker.close()
+        diag["worker_log_tail"] = worker.log.text()
+        if _stat(result_path) != result_before:
+            base.update(success=False, tps=0.0, mfu=None, total_tokens=0, error={
+                "code": "tampering", "message": "the submission wrote to the result location"})
 
 
 def _stat(path: Path):
@@ -495,6 +502,25 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     _libc.prctl(PR_SET_DUMPABLE, 0)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if not args.result.parent.is_dir():
+        print(f"env.py: the result directory {args.result.parent} does not exist", file=sys.stderr)
+        return 2
+    # The worker is forked before the request is read: a forked child holds a copy of everything in our
+    # memory, and a submission can search its own (gc.get_objects(), /proc/self/mem) for the seed and
+    # compute the timed run at import time. Nothing of the request exists in this process yet.
+    device = choose_device()
+    run_dir = Path(tempfile.mkdtemp(prefix="crusades-run-"))
+    handover_fd = handover_mod.new_fd()
+    worker = WorkerProcess(device, run_dir, handover_fd)
+    try:
+        return _run(args, started, worker, device, run_dir, handover_fd)
+    finally:
+        worker.close()
+        os.close(handover_fd)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run(args, started: float, worker: WorkerProcess, device, run_dir: Path, handover_fd: int) -> int:
     try:
         request = json.loads(args.request.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -505,11 +531,8 @@ def main(argv=None) -> int:
         print("env.py: the request does not match evaluation-request.schema.json:\n  " + "\n  ".join(problems[:10]),
               file=sys.stderr)
         return 2
-    if not args.result.parent.is_dir():
-        print(f"env.py: the result directory {args.result.parent} does not exist", file=sys.stderr)
-        return 2
     try:
-        doc = evaluate(request, args.result, started)
+        doc = evaluate(request, args.result, started, worker, device, run_dir, handover_fd)
     except Exception as e:  # noqa: BLE001 — our own bug: still answer with a document
         doc = {"schema_version": 1, **{k: request[k] for k in ("task_id", "submission_id", "run_index")},
                "success": False, "tps": 0.0, "mfu": None, "total_tokens": 0, "wall_time_seconds": 0.0,

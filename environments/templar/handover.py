@@ -1,6 +1,6 @@
 """The hand-over buffer: where the worker leaves, inside the timed window, what verification reads (the
 update W - W0 of every tensor and the final logits, in bf16), and where the supervisor reads it once the
-worker is dead. One anonymous shared mapping, made by the supervisor before the fork: no file, no disk, no
+worker is dead. One anonymous shared memory file, made by the supervisor before the fork: no disk, no
 serialisation; on CUDA the worker page-locks it before any miner code runs, so the device-to-host copy in
 the window runs at bus speed. For Qwen2.5-3B that is 7.4 GB instead of 13.6 GB of fp32 safetensors on disk.
 
@@ -16,19 +16,32 @@ DTYPE = torch.bfloat16
 _ALIGN = 64  # elements: every tensor starts on a 128-byte boundary
 
 
+def new_fd() -> int:
+    """The buffer's file, made before the worker is forked (both keep it) and sized once a request names the
+    model. Anonymous memory: it never touches a disk and vanishes with its last holder."""
+    return os.memfd_create("crusades-handover", os.MFD_CLOEXEC)
+
+
+def _slots(layout, logits_shape):
+    entries, offset = {}, 0
+    for key, shape in [(None, tuple(logits_shape)), *layout]:
+        entries[key] = (offset, tuple(shape))
+        offset += -(-math.prod(shape) // _ALIGN) * _ALIGN
+    return entries, offset * DTYPE.itemsize
+
+
+def size_of(layout, logits_shape) -> int:
+    return _slots(layout, logits_shape)[1]
+
+
 class Handover:
-    def __init__(self, layout, logits_shape):
-        self.entries, offset = {}, 0
-        for key, shape in [(None, tuple(logits_shape)), *layout]:
-            self.entries[key] = (offset, tuple(shape))
-            offset += -(-math.prod(shape) // _ALIGN) * _ALIGN
-        self.nbytes = offset * DTYPE.itemsize
-        fd = os.memfd_create("crusades-handover", os.MFD_CLOEXEC)
-        try:
+    """The same slots over the same pages, on both sides: each builds it from the layout and the fd."""
+
+    def __init__(self, layout, logits_shape, fd: int):
+        self.entries, self.nbytes = _slots(layout, logits_shape)
+        if os.fstat(fd).st_size != self.nbytes:
             os.ftruncate(fd, self.nbytes)
-            self.buf = mmap.mmap(fd, self.nbytes)
-        finally:
-            os.close(fd)
+        self.buf = mmap.mmap(fd, self.nbytes)
         self._flat = torch.frombuffer(self.buf, dtype=DTYPE)
 
     def view(self, name: str | None) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 import channel
 import workload
+from handover import Handover
 
 RESULT_FIELDS = ("final_logits", "total_tokens", "final_loss")
 # What a worker may report; anything else in a report is itself a sign of tampering.
@@ -208,10 +209,14 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}\n{tb}"[:4000]
 
 
-def serve(cmd_fd: int, msg_fd: int, config, device: torch.device, optimizer: dict, batch: int, seq: int,
-          layout, handover) -> None:
-    channel.recv(cmd_fd)  # "setup": on one GPU our model must wait until the reference has freed its memory
-    worker = Worker(config, device, optimizer, batch, seq, layout, handover)
+def serve(cmd_fd: int, msg_fd: int, device: torch.device, handover_fd: int) -> None:
+    # "setup" names the model and shapes; on one GPU it comes only once the reference has freed its memory.
+    setup = channel.recv(cmd_fd)
+    config = workload.config_from(setup["model_config"])
+    layout = workload.param_layout(config)
+    handover = Handover(layout, setup["logits_shape"], handover_fd)
+    worker = Worker(config, device, setup["optimizer"], setup["batch_size"], setup["sequence_length"], layout,
+                    handover)
     channel.send(msg_fd, {"ok": True, "op": "setup", "handover": worker.pinned})
     while True:
         msg = channel.recv(cmd_fd)

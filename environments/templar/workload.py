@@ -28,18 +28,38 @@ def resolve_path(path: str, root: str) -> str:
     return path if os.path.isabs(path) else os.path.join(root, path)
 
 
-def load_config(path: str):
+def read_config(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
+        return json.load(f)
+
+
+def config_from(raw: dict):
+    """A transformers config from a config.json's contents, refusing architectures we have not looked at."""
+    raw = dict(raw)
     archs = raw.get("architectures") or []
     if not archs or any(a not in ALLOWED_ARCHITECTURES for a in archs):
-        raise ValueError(f"{path}: architectures {archs} not in {sorted(ALLOWED_ARCHITECTURES)}")
+        raise ValueError(f"architectures {archs} not in {sorted(ALLOWED_ARCHITECTURES)}")
     model_type = raw.pop("model_type")
     for key in ("architectures", "transformers_version", "torch_dtype", "dtype"):
         raw.pop(key, None)
     config = AutoConfig.for_model(model_type, **raw)
     config.use_cache = False
     return config
+
+
+def load_config(path: str):
+    try:
+        return config_from(read_config(path))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def preload_model_code() -> None:
+    """Imports the modelling code of every allowed architecture, so a process forked before it knows which
+    one a request names already has it (importing Qwen2's takes seconds)."""
+    import transformers
+    for arch in sorted(ALLOWED_ARCHITECTURES):
+        getattr(transformers, arch)
 
 
 def model_class(config) -> type:

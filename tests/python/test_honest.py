@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, evaluate
+from conftest import HPARAMS, ROOT, build_request, evaluate, read_code, run_harness
 
 
 def test_template_verified_through_verify_cli():
@@ -38,3 +38,11 @@ def test_verify_cli_exit_codes(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "REJECTED" in proc.stdout and "syntax_error" in proc.stdout
+
+
+def test_the_seed_is_not_in_the_workers_memory(workdir):
+    # The fixture searches its own process memory for the request seed and crashes if it finds it. Through
+    # the command line: the forked harnesses of the other tests inherit this process, which built the seed.
+    status, doc, stderr = run_harness(build_request(read_code("seed_from_memory"), HPARAMS, "tiny"), workdir)
+    assert status == 0 and doc["success"], (doc or {}).get("error") or stderr[-2000:]
+    assert "none is the request's" in doc["diagnostics"]["worker_log_tail"]

@@ -109,7 +109,9 @@ def test_updates_are_w_minus_a_redrawn_w0(config):
 def test_handover_round_trips_in_bf16_and_refuses_wrong_shapes(config):
     import handover as handover_mod
     layout = workload.param_layout(config)
-    box = handover_mod.Handover(layout, (2, 15, config.vocab_size))
+    fd = handover_mod.new_fd()
+    box = handover_mod.Handover(layout, (2, 15, config.vocab_size), fd)
+    other = handover_mod.Handover(layout, (2, 15, config.vocab_size), fd)  # the worker's side: same pages
     assert box.nbytes >= 2 * (sum(math.prod(s) for _, s in layout) + 2 * 15 * config.vocab_size)
     name, shape = layout[1]
     value = torch.randn(shape) * 1e-4
@@ -118,6 +120,7 @@ def test_handover_round_trips_in_bf16_and_refuses_wrong_shapes(config):
     got = box.view(name).float()
     assert torch.allclose(got, value, rtol=2 ** -8, atol=0) and not torch.equal(got, value)
     assert torch.all(box.view(None) == 1) and torch.count_nonzero(box.view(layout[0][0])) == 0
+    assert torch.equal(other.view(name), box.view(name)) and box.nbytes == handover_mod.size_of(layout, (2, 15, config.vocab_size))
 
 
 def test_identical_outputs_pass_and_a_skipped_step_does_not(config):
