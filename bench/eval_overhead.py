@@ -6,8 +6,10 @@
 Runs the validator's path (local_test/verify.py's request builder, then environments/templar/env.py as
 its own process, one run after another) and prints: the wall time of the whole N-run evaluation, the sum
 of the timed windows (the baseline: what is being measured), their ratio (our overhead), the mean time
-of each phase, and TPS per run with its coefficient of variation. --synthetic replaces the benchmark's
-token shard with seeded synthetic tokens (for a GPU box without prepared data)."""
+of each phase, and TPS per run with its coefficient of variation. On a CPU it also times the reference
+loop directly in this process after each run (no harness), whose CoV over the same minutes is the
+machine's own noise floor. --synthetic replaces the benchmark's token shard with seeded synthetic tokens
+(for a GPU box without prepared data)."""
 import argparse
 import json
 import statistics
@@ -19,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local_test"))
 
-from verify import build_request, run_env  # noqa: E402
+from verify import benchmark_settings, build_request, run_env  # noqa: E402
 
 
 def main() -> int:
@@ -34,6 +36,8 @@ def main() -> int:
     overrides = {"data_path": None} if args.synthetic else {}
     docs = []
     with tempfile.TemporaryDirectory(prefix="crusades-bench-") as tmp:
+        # On a GPU a second model in this process would take memory from the runs it is compared with.
+        floor = None if _has_cuda() else NoiseFloor(hp, args.profile)
         started = time.perf_counter()
         for i in range(args.runs):
             docs.append(run_env(build_request(code, hp, args.profile, i, "bench", **overrides), Path(tmp),
@@ -44,6 +48,10 @@ def main() -> int:
                                                              d["diagnostics"].get("timings", {}).items()), flush=True)
             if not d["success"]:
                 break  # one rejection decides the evaluation; the rest would only cost time
+            if floor:
+                floor_started = time.perf_counter()
+                floor.sample()
+                started += time.perf_counter() - floor_started  # not part of the evaluation's wall time
         total = time.perf_counter() - started
     failed = [d for d in docs if not d["success"]]
     if failed:
@@ -71,10 +79,53 @@ def main() -> int:
     print(_checks_line(docs))
     if "handover" in docs[0]["diagnostics"]:
         print(f"hand-over buffer: {docs[0]['diagnostics']['handover']}")
+    if floor and len(floor.tps) > 1:
+        print(f"noise floor, the reference loop timed in this process after each run (no harness): tps "
+              f"{'  '.join(f'{t:,.0f}' for t in floor.tps)}  CoV {statistics.stdev(floor.tps) / statistics.mean(floor.tps):.2%}")
     mfu = [d["mfu"] for d in docs if d["mfu"] is not None]
     if mfu:
         print(f"mfu median {statistics.median(mfu):.2%}  (peak {docs[0]['device']['peak_flops']:.3g} FLOP/s)")
     return 0
+
+
+def _has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+class NoiseFloor:
+    """The same loop on the same shapes, timed directly in this process without any harness, once after each
+    harness run: how much the machine itself varies over the same minutes, so the harness's CoV can be read
+    against it (one torch thread and the collector frozen, as in the worker; the first call warms up)."""
+
+    def __init__(self, hp: dict, profile: str):
+        import gc
+
+        import torch
+        sys.path.insert(0, str(ROOT / "environments" / "templar"))
+        import workload
+        self.torch, self.workload, self.hp = torch, workload, hp
+        self.bench = benchmark_settings(hp, profile)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)
+        self.config = workload.load_config(workload.resolve_path(self.bench["model_config"], str(ROOT)))
+        self.model = workload.build_model(self.config, self.device)
+        gc.collect()
+        gc.freeze()
+        self.tps = []
+        self.sample()
+        self.tps.clear()
+
+    def sample(self) -> None:
+        w, b = self.workload, self.bench
+        seed = len(self.tps)
+        w.init_weights(self.model, seed, self.config.initializer_range)
+        optimizer = w.make_optimizer(self.model, self.hp["optimizer"])
+        tokens = w.make_tokens(seed, b["eval_steps"], b["batch_size"], b["sequence_length"], self.config.vocab_size, None)
+        started = time.perf_counter()
+        w.reference_steps(self.model, tokens, optimizer, self.device)
+        self.tps.append(tokens.numel() / (time.perf_counter() - started))
 
 
 def _checks_line(docs) -> str:
