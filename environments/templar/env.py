@@ -4,15 +4,15 @@ train correctly?
 
     python3 environments/templar/env.py --request req.json --result res.json
 
-This process is the supervisor. It never imports miner code. It forks one worker (worker.py) before any
-secret exists (and before this process touches the GPU), runs the reference training itself, then hands
-the worker the warm-up and the timed call over a private pipe. The clock is the supervisor's; the window
-closes only once the worker has written the updates and logits into the shared hand-over buffer and it and
-everything it started are frozen (SIGSTOP) and, on a GPU, also dead (killed and reaped), so no kernel or
-copy it queued can still be running. Only then are its outputs read and compared. The result document is written here, only to
---result. Exit status: 0 when a result document was written (also for rejected submissions and harness
-errors, which the document names), 2 for a bad command line or request, 1 when no document could be
-written at all."""
+This process is the supervisor. It never imports miner code. It forks one worker (worker.py) before it
+reads the request (and before it touches the GPU), runs the reference training itself, then hands the
+worker the warm-up and the timed call over a private pipe. The clock is the supervisor's; the window
+closes only once the worker has written the updates and logits into the shared hand-over buffer and it
+and everything it started are frozen (SIGSTOP) and, on a GPU, also dead (killed and reaped), so no kernel
+or copy it queued can still be running. Only then are its outputs read and compared. The result document
+is written here, only to --result. Exit status: 0 when a result document was written (also for rejected
+submissions and harness errors, which the document names), 2 for a bad command line or request, 1 when
+no document could be written at all."""
 import argparse
 import base64
 import ctypes
@@ -199,7 +199,6 @@ class WorkerProcess:
         _, status = os.waitpid(self.pid, os.WUNTRACED)
         if not os.WIFSTOPPED(status):
             self.status = status
-
 
 
 def _confine(drop: bool, home: Path) -> None:
