@@ -83,27 +83,41 @@ def param_layout(config) -> list[tuple[str, tuple[int, ...]]]:
     return [(n, tuple(p.shape)) for n, p in model.named_parameters()]
 
 
-def initial_weights(layout, seed: int, std: float, device: torch.device):
-    """Yields (name, W0) in layout order, drawn from our own generator so nothing global (and nothing a miner
-    patched in its interpreter's RNG state) decides W0: matrices N(0, std), biases 0, norm gains 1. Tensors
-    come one at a time, so W0 can be redrawn next to a trained model without holding a second copy."""
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    """Our own generator, so nothing global (and nothing a miner patched in its interpreter's RNG state)
+    decides W0."""
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
+    return gen
+
+
+def _draw(gen: torch.Generator, name: str, t: torch.Tensor, std: float) -> None:
+    """W0's rule, in place: matrices N(0, std), biases 0, norm gains 1."""
+    if t.ndim >= 2:
+        t.normal_(0.0, std, generator=gen)
+    elif name.endswith("bias"):
+        t.zero_()
+    else:
+        t.fill_(1.0)
+
+
+def initial_weights(layout, seed: int, std: float, device: torch.device):
+    """Yields (name, W0) in layout order, one tensor at a time, so W0 can be redrawn next to a trained model
+    without holding a second copy."""
+    gen = _generator(seed, device)
     for name, shape in layout:
-        if len(shape) >= 2:
-            yield name, torch.empty(shape, device=device).normal_(0.0, std, generator=gen)
-        elif name.endswith("bias"):
-            yield name, torch.zeros(shape, device=device)
-        else:
-            yield name, torch.ones(shape, device=device)
+        w0 = torch.empty(shape, device=device)
+        _draw(gen, name, w0, std)
+        yield name, w0
 
 
 @torch.no_grad()
 def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
+    """Draws W0 straight into the parameters: in the worker this runs inside the timed window."""
     params = list(model.named_parameters())
-    layout = [(n, tuple(p.shape)) for n, p in params]
-    for (_, p), (_, w0) in zip(params, initial_weights(layout, seed, std, params[0][1].device)):
-        p.copy_(w0)
+    gen = _generator(seed, params[0][1].device)
+    for name, p in params:
+        _draw(gen, name, p, std)
 
 
 @torch.no_grad()
