@@ -24,37 +24,14 @@ const SECRET = "e2e-webhook-secret-0123456789";
 const quiet = createLogger({ level: "error" });
 
 const template = readFileSync(join(repoRoot, "local_test/train.py"), "utf8");
-const fastPath = join(repoRoot, "tests/fixtures/train/honest_fast.py");
 const CODE = {
   // Honest but slow: the template with a 4 s pause in each call, a floor that CPU contention from other jobs cannot erase.
   "slow.py": `${template}\n\nimport time as _time\n_template_inner_steps = inner_steps\n\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    _time.sleep(4.0)\n    return _template_inner_steps(model, data_iterator, optimizer, num_steps, device)\n`,
   // Honest and fast.
-  "fast.py": existsSync(fastPath) ? readFileSync(fastPath, "utf8") : template,
-  // Cheats: trains on the first batch only, skips the other steps, reports every step's tokens. Unchecked,
-  // it would be the fastest by far.
-  "cheat.py": `from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-
-
-@dataclass
-class Result:
-    final_logits: torch.Tensor
-    total_tokens: int
-    final_loss: float
-
-
-def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    batches = [next(data_iterator) for _ in range(num_steps)]
-    batch = batches[0].to(device)
-    logits = model(input_ids=batch[:, :-1]).logits
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return Result(final_logits=logits.detach(), total_tokens=sum(b.numel() for b in batches), final_loss=loss.item())
-`,
+  "fast.py": readFileSync(join(repoRoot, "tests/fixtures/train/honest_fast.py"), "utf8"),
+  // The cheat the demo ships: trains on every other batch and reports every step's tokens. Unchecked, it
+  // would be the fastest by far.
+  "cheat.py": readFileSync(join(repoRoot, "local_test/examples/cheat_train.py"), "utf8"),
 };
 const VERIFICATION_FAILURES = ["token_count", "logits_shape", "non_finite", "frozen_params", "weights_mismatch", "loss_mismatch", "logits_mismatch"];
 
