@@ -1,5 +1,6 @@
 """Honest submissions: the template verifies, and a genuinely faster loop verifies with a higher TPS."""
 import json
+import statistics
 import subprocess
 import sys
 
@@ -20,14 +21,19 @@ def test_template_verified_through_verify_cli():
 
 
 def test_faster_honest_variant_scores_higher(workdir):
-    # Interleaved, best of three each: load from other processes only ever slows a run down.
-    tps = {"template": [], "honest_fast": []}
-    for _ in range(3):
-        for name in tps:
+    # Compared pair by pair, back to back and in alternating order: this machine's speed drifts by up to
+    # 1.5x within minutes, so a best-of-N across the whole test lets one fast spell decide; the speed-up is
+    # ~1.2x within a pair.
+    ratios = []
+    for i in range(5):
+        order = ("template", "honest_fast") if i % 2 == 0 else ("honest_fast", "template")
+        tps = {}
+        for name in order:
             doc = evaluate(name, workdir, parallel=1)
             assert doc["success"], doc["error"]
-            tps[name].append(doc["tps"])
-    assert max(tps["honest_fast"]) > max(tps["template"]), tps
+            tps[name] = doc["tps"]
+        ratios.append(tps["honest_fast"] / tps["template"])
+    assert statistics.median(ratios) > 1, ratios
 
 
 def test_verify_cli_exit_codes(tmp_path):
