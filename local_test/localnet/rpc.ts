@@ -5,6 +5,7 @@ import { hexToU8a, isHex, u8aToHex } from "@polkadot/util";
 import { blake2AsU8a, decodeAddress } from "@polkadot/util-crypto";
 import type { Logger } from "../../core/log.ts";
 import type { Block, Chain, ChainEvents, TxStatus } from "./chain.ts";
+import { SERVED_METADATA_VERSIONS } from "./metadata-versions.ts";
 import { decodeExtrinsic, RpcError } from "./validate.ts";
 
 type Params = unknown[];
@@ -44,9 +45,12 @@ const str = (v: unknown, what: string): string => {
   if (typeof v !== "string") throw new RpcError(-32602, `Invalid params: ${what} must be a string`);
   return v;
 };
+// Substrate's Bytes and hash parameters (impl-serde) take hex with or without 0x, in either case;
+// keys and hashes are compared here in one form, 0x and lower case.
 const hexParam = (v: unknown, what: string): string => {
-  if (!isHex(v)) throw new RpcError(-32602, `Invalid params: ${what} must be 0x-prefixed hex`);
-  return (v as string).toLowerCase();
+  const hex = typeof v === "string" ? (/^0x/i.test(v) ? `0x${v.slice(2)}` : `0x${v}`).toLowerCase() : undefined;
+  if (hex === undefined || !isHex(hex)) throw new RpcError(-32602, `Invalid params: ${what} must be hex`);
+  return hex;
 };
 const optAt = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : hexParam(v, "block hash"));
 
@@ -204,9 +208,13 @@ export class RpcHandler {
 
       chain_getBlockHash: ([n]) => {
         if (n === undefined || n === null) return chain.head.hash;
-        const num = typeof n === "string" ? Number(n) : n;
-        if (typeof num !== "number" || !Number.isInteger(num) || num < 0) throw new RpcError(-32602, "Invalid params: block number");
-        return chain.hashAt(num) ?? null;
+        // ListOrValue<NumberOrHex>: a list asks for each hash in turn.
+        const one = (v: unknown) => {
+          const num = typeof v === "string" && /^0x[0-9a-f]+$/i.test(v) ? Number(v) : v;
+          if (typeof num !== "number" || !Number.isInteger(num) || num < 0) throw new RpcError(-32602, "Invalid params: block number");
+          return chain.hashAt(num) ?? null;
+        };
+        return Array.isArray(n) ? n.map(one) : one(n);
       },
       chain_getHeader: ([at]) => {
         const b = this.#blockOrNull(at);
@@ -306,6 +314,10 @@ export class RpcHandler {
     };
     // The aliases Substrate registers for the same handlers.
     const aliases: Record<string, string> = {
+      chain_getHead: "chain_getBlockHash",
+      account_nextIndex: "system_accountNextIndex",
+      state_getStorageHashAt: "state_getStorageHash",
+      state_getStorageSizeAt: "state_getStorageSize",
       chain_subscribeNewHead: "chain_subscribeNewHeads",
       chain_unsubscribeNewHead: "chain_unsubscribeNewHeads",
       subscribe_newHead: "chain_subscribeNewHeads",
@@ -349,9 +361,13 @@ export class RpcHandler {
       case "Metadata_metadata":
         return out(runtime.metadataHex);
       case "Metadata_metadata_versions":
-        return out([16]);
-      case "Metadata_metadata_at_version":
-        return out(Number(args[0]!.toString()) === 16 ? runtime.metadataHex : null);
+        return out(SERVED_METADATA_VERSIONS);
+      case "Metadata_metadata_at_version": {
+        const v = Number(args[0]!.toString());
+        if (v === 16) return out(runtime.metadataHex);
+        // Hex, not bytes: a Uint8Array would be read as already length-prefixed.
+        return out(v === 14 || v === 15 ? u8aToHex(runtime.legacyMetadata(v)) : null);
+      }
       case "AccountNonceApi_account_nonce": {
         const key = u8aToHex(runtime.key("system", "account", u8aToHex(args[0]!.toU8a())));
         const info = runtime.decode("system", "account", view.get(key)) as unknown as { nonce: unknown };

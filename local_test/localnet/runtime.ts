@@ -6,6 +6,7 @@ import { expandMetadata, Metadata, TypeRegistry } from "@polkadot/types";
 import type { Codec } from "@polkadot/types/types";
 import { compactAddLength, compactStripLength, u8aConcat, u8aToHex } from "@polkadot/util";
 import { SUBTENSOR_SIGNED_EXTENSIONS } from "../../core/chain/extensions.ts";
+import { legacyMetadata } from "./metadata-versions.ts";
 
 /**
  * Real subtensor devnet metadata (V16), copied from research/ (chain-spec §6): spec 381 is the newest
@@ -158,6 +159,15 @@ export class Runtime {
       }
     }
     return undefined;
+  }
+
+  readonly #legacy = new Map<14 | 15, Uint8Array>();
+
+  /** The V14 or V15 form of the served metadata, derived once and kept. */
+  legacyMetadata(version: 14 | 15): Uint8Array {
+    let bytes = this.#legacy.get(version);
+    if (!bytes) this.#legacy.set(version, (bytes = legacyMetadata(this.registry, this.metadata, version)));
+    return bytes;
   }
 
   /** Length-prefixed metadata, as `Metadata_metadata_at_version` returns it inside an Option. */

@@ -1,0 +1,124 @@
+// What clients other than @polkadot/api rely on: Substrate's method aliases, its hex rules (Bytes and
+// hashes with or without 0x, any case), list-or-value block numbers, and the metadata versions a
+// node lists. Each request goes over HTTP POST to a real localnet, as a Python client's would.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Metadata, TypeRegistry } from "@polkadot/types";
+import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { memoryLogger } from "../../core/log.ts";
+import { startLocalnet, type Localnet } from "./localnet.ts";
+
+let net: Localnet;
+beforeAll(async () => {
+  net = await startLocalnet({ blockMs: 0, log: memoryLogger() });
+  net.produceBlock();
+  net.produceBlock();
+});
+afterAll(async () => {
+  await net.stop();
+});
+
+async function rpc(method: string, params: unknown[] = []): Promise<{ result?: unknown; error?: { code: number; message: string } }> {
+  const res = await fetch(net.url.replace("ws://", "http://"), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  return (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
+}
+async function result(method: string, params: unknown[] = []): Promise<unknown> {
+  const body = await rpc(method, params);
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result;
+}
+
+// Substrate's aliases (sc-rpc-api's `aliases = [...]` and frame-system-rpc's account_nextIndex).
+const ALIASES: Record<string, string> = {
+  chain_getHead: "chain_getBlockHash",
+  chain_getFinalisedHead: "chain_getFinalizedHead",
+  chain_subscribeNewHead: "chain_subscribeNewHeads",
+  subscribe_newHead: "chain_subscribeNewHeads",
+  chain_unsubscribeNewHead: "chain_unsubscribeNewHeads",
+  unsubscribe_newHead: "chain_unsubscribeNewHeads",
+  chain_subscribeFinalisedHeads: "chain_subscribeFinalizedHeads",
+  chain_unsubscribeFinalisedHeads: "chain_unsubscribeFinalizedHeads",
+  chain_getRuntimeVersion: "state_getRuntimeVersion",
+  chain_subscribeRuntimeVersion: "state_subscribeRuntimeVersion",
+  chain_unsubscribeRuntimeVersion: "state_unsubscribeRuntimeVersion",
+  state_callAt: "state_call",
+  state_getKeysPagedAt: "state_getKeysPaged",
+  state_getStorageAt: "state_getStorage",
+  state_getStorageHashAt: "state_getStorageHash",
+  state_getStorageSizeAt: "state_getStorageSize",
+  account_nextIndex: "system_accountNextIndex",
+};
+
+describe("Substrate RPC aliases", () => {
+  test("every alias is listed by rpc_methods and answers as its target", async () => {
+    const { methods } = (await result("rpc_methods")) as { methods: string[] };
+    for (const [alias, target] of Object.entries(ALIASES)) {
+      expect(methods).toContain(alias);
+      expect(methods).toContain(target);
+    }
+    const alice = net.accounts.owner;
+    const numberKey = "0x26aa394eea5630e07c48ae0c9558cef702a5c1b19ab7a04f536c519aca4983ac";
+    const same: [string, unknown[]][] = [
+      ["chain_getHead", []],
+      ["chain_getHead", [1]],
+      ["chain_getFinalisedHead", []],
+      ["chain_getRuntimeVersion", []],
+      ["account_nextIndex", [alice.ss58]],
+      ["state_getStorageAt", [numberKey]],
+      ["state_getStorageHashAt", [numberKey]],
+      ["state_getStorageSizeAt", [numberKey]],
+      ["state_callAt", ["Core_version", "0x"]],
+    ];
+    for (const [alias, params] of same) expect(await result(alias, params)).toEqual(await result(ALIASES[alias]!, params));
+    expect(await result("chain_getHead", [1])).toBe(net.chain.hashAt(1)!);
+  });
+});
+
+describe("hex parameters", () => {
+  test("Bytes and hashes are accepted with or without 0x and in either case", async () => {
+    const numberKey = "26aa394eea5630e07c48ae0c9558cef702a5c1b19ab7a04f536c519aca4983ac";
+    const value = await result("state_getStorage", [`0x${numberKey}`]);
+    expect(value).not.toBeNull();
+    expect(await result("state_getStorage", [numberKey])).toEqual(value);
+    expect(await result("state_getStorage", [`0x${numberKey.toUpperCase()}`])).toEqual(value);
+    const hash = net.chain.hashAt(1)!;
+    expect(await result("state_getStorage", [numberKey, hash.slice(2)])).toEqual(await result("state_getStorage", [numberKey, hash]));
+    expect(((await result("chain_getHeader", [hash.slice(2).toUpperCase()])) as { number: string }).number).toBe("0x1");
+    const version = await result("state_call", ["Core_version", "0x"]);
+    expect(await result("state_call", ["Core_version", ""])).toEqual(version);
+    const nonce = await result("state_call", ["AccountNonceApi_account_nonce", net.accounts.owner.publicKey]);
+    expect(await result("state_call", ["AccountNonceApi_account_nonce", net.accounts.owner.publicKey.slice(2)])).toEqual(nonce);
+  });
+
+  test("what is not hex is refused as invalid params", async () => {
+    for (const bad of ["0xzz", "zz", "0x123", 12]) {
+      const reply = await rpc("state_getStorage", [bad]);
+      expect(reply.error?.code).toBe(-32602);
+    }
+  });
+
+  test("chain_getBlockHash takes a number, a hex number, or a list of them", async () => {
+    const [h0, h1, h2] = [0, 1, 2].map((n) => net.chain.hashAt(n)!);
+    expect(await result("chain_getBlockHash", [1])).toBe(h1);
+    expect(await result("chain_getBlockHash", ["0x2"])).toBe(h2);
+    expect(await result("chain_getBlockHash", [[0, "0x1", 2, 10_000]])).toEqual([h0, h1, h2, null]);
+  });
+});
+
+describe("Metadata runtime API over state_call", () => {
+  test("lists 14, 15 and 16 and serves each; other versions are None", async () => {
+    const registry = net.chain.runtime.registry;
+    const call = async (method: string, data: string) => hexToU8a((await result("state_call", [method, data])) as string);
+    expect(registry.createType("Vec<u32>", await call("Metadata_metadata_versions", "0x")).toJSON()).toEqual([14, 15, 16]);
+    for (const v of [14, 15, 16]) {
+      const out = registry.createType("Option<Bytes>", await call("Metadata_metadata_at_version", u8aToHex(registry.createType("u32", v).toU8a())));
+      expect(out.isSome).toBe(true);
+      expect(new Metadata(new TypeRegistry(), out.unwrap().toU8a(true)).version).toBe(v);
+    }
+    const none = await call("Metadata_metadata_at_version", u8aToHex(registry.createType("u32", 13).toU8a()));
+    expect(registry.createType("Option<Bytes>", none).isNone).toBe(true);
+  });
+});
