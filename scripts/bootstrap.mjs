@@ -6,6 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { skippedSuites, summaryLine } from "./test-summary.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const [command = "setup", ...rest] = process.argv.slice(2);
@@ -74,10 +75,14 @@ function tee(cmd, args) {
   });
 }
 
-/** Runs the three suites; prints one closing line with the totals so any CI can read the outcome. */
+/**
+ * Runs the three suites; prints one closing line with the totals, and the suites skipped for a missing
+ * service (tests/services.ts), so any CI can read the outcome and a user sees what was not tested.
+ */
 async function runTests(bun, python) {
   let passed = 0;
   let failed = 0;
+  const skipped = [];
   const suites = [
     ["bun", bun, ["test", ...rest], /(\d+) pass\b/g, /(\d+) fail\b/g],
     ["pytest", python, ["-m", "pytest", "-q", "tests/python"], /(\d+) passed/g, /(\d+) failed/g],
@@ -90,9 +95,10 @@ async function runTests(bun, python) {
     const f = last(failRe);
     passed += last(passRe);
     failed += f;
+    skipped.push(...skippedSuites(out));
     if (status !== 0 && f === 0) failed += 1; // a suite that crashed counts as a failure
   }
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(summaryLine(passed, failed, skipped));
   process.exit(failed ? 1 : 0);
 }
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createApp, type App } from "../api/app.ts";
 import { seedScenario, THRESHOLD, type Scenario } from "./fixtures/seed-db.ts";
+import { requireService } from "./services.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "crusades-tui-e2e-"));
@@ -15,6 +16,7 @@ const db = join(dir, "s.db");
 let sc: Scenario;
 const apps: App[] = [];
 const sockets: string[] = [];
+const ready = await requireService("tui in tmux", "tmux");
 
 beforeAll(async () => {
   sc = await seedScenario(db);
@@ -95,7 +97,7 @@ async function deadPort(): Promise<number> {
   return port;
 }
 
-describe("tui in tmux", () => {
+describe.skipIf(!ready)("tui in tmux", () => {
   test(
     "dashboard → move → detail with runs and code → toggle code → back → quit restores the terminal",
     async () => {

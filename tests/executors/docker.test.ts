@@ -12,21 +12,19 @@ import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
 import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
+import { requireService } from "../services.ts";
 import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, loggedRunDir, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const docker = new Docker();
-const reachable = await docker.ping().then(() => true, () => false);
-if (!reachable) console.warn("docker executor tests skipped: no docker engine is reachable (start dockerd, or set DOCKER_HOST)");
+const ready = await requireService("docker executor", "docker");
 
 const validatorId = `test-${process.pid}`;
 const options = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE } };
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 const containersOf = (label: string) => docker.listContainers({ all: true, filters: { label: [label] } });
 
-describe.skipIf(!reachable)("docker executor", () => {
+describe.skipIf(!ready)("docker executor", () => {
   beforeAll(async () => {
-    const hasBase = await docker.getImage(BASE_IMAGE).inspect().then(() => true, () => false);
-    if (!hasBase) throw new Error(`${BASE_IMAGE} is missing: run tests/fixtures/docker/build-base-image.sh first (as .ci/run does)`);
     // Builds crusades-eval:cpu through the executor's own build path when it is not there yet.
     await dockerExecutor(options).init!(memoryLogger());
   }, 1_200_000);

@@ -12,12 +12,12 @@ import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { sshExecutor } from "../../plugins/executors/ssh.ts";
 import { startSshd, TEST_USER, type Sshd } from "../fixtures/sshd/sshd.ts";
 import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
+import { requireService } from "../services.ts";
 import { expectProbesFailed, FORBIDDEN_PATHS, forgingCode, hangingCode, listener, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
 
 const python = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).stdout.trim();
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn("ssh executor tests skipped: the sshd fixture needs root (to run sshd and create the test user)");
-const dockerReachable = await new Docker().ping().then(() => true, () => false);
+const sshdReady = await requireService("ssh executor", "sshd");
+const dockerReady = sshdReady && (await requireService("ssh executor docker mode", "docker"));
 
 let sshd: Sshd;
 const validatorId = `ssh-test-${process.pid}`;
@@ -29,7 +29,7 @@ const direct = (extra: Record<string, unknown> = {}) =>
     mode: "direct", remoteRepo: repoRoot, python, validatorId, ...extra,
   });
 
-describe.skipIf(!isRoot)("ssh executor", () => {
+describe.skipIf(!sshdReady)("ssh executor", () => {
   beforeAll(async () => {
     sshd = await startSshd({ users: [TEST_USER, "root"] });
   });
@@ -111,7 +111,7 @@ describe.skipIf(!isRoot)("ssh executor", () => {
     expect(remoteDirs()).toEqual([]);
   }, 120_000);
 
-  describe.skipIf(!dockerReachable)("docker mode (unprivileged user in the docker group)", () => {
+  describe.skipIf(!dockerReady)("docker mode (unprivileged user in the docker group)", () => {
     const viaDocker = () =>
       sshExecutor({
         host: sshd.host, port: sshd.port, user: TEST_USER, privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
