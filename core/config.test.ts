@@ -49,7 +49,7 @@ describe("resolveConfig", () => {
   });
 
   test("a source where an executor belongs is refused", () => {
-    expect(message(() => resolveConfig({ sources: [fixedSource()], executor: fixedSource() }, registry))).toContain("executor: expected a executor plugin");
+    expect(message(() => resolveConfig({ sources: [fixedSource()], executor: fixedSource() }, registry))).toContain("executor: expected an executor plugin built by its factory");
   });
 
   test("a wrong scalar type is named", () => {

@@ -1,13 +1,13 @@
 // The validator's config: which plugins, with which options. Written as `crusades.config.ts`
 // (`export default defineConfig({...})`) or as JSON with `{ "use": "docker", "options": {...} }` entries.
 // Validation happens at start, and every failure is one line naming the field.
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { Profile } from "./contracts.ts";
 import { formatZodError, UserError } from "./errors.ts";
-import type { Executor, Sink, Source } from "./plugin.ts";
+import { isPlugin, type Executor, type Sink, type Source } from "./plugin.ts";
 
 type Kind = "source" | "executor" | "sink";
 type PluginOf<K extends Kind> = K extends "source" ? Source : K extends "executor" ? Executor : Sink;
@@ -17,14 +17,19 @@ export type PluginRegistry = { [K in Kind]: Record<string, (options?: never) => 
 
 const NamedRef = z.object({ use: z.string().min(1), options: z.unknown().optional() }).strict();
 
+const article = (kind: Kind) => (kind === "executor" ? "an" : "a");
+
 const pluginRef = <K extends Kind>(kind: K) =>
-  z.custom<PluginOf<K> | z.infer<typeof NamedRef>>(
-    (v) => {
-      if (v && typeof v === "object" && "kind" in v) return (v as { kind: unknown }).kind === kind;
-      return NamedRef.safeParse(v).success;
-    },
-    { message: `expected a ${kind} plugin (e.g. from its factory) or { use: "<name>", options: {...} }` },
-  );
+  z.unknown().superRefine((v, ctx) => {
+    const expected = `expected ${article(kind)} ${kind} plugin built by its factory or { use: "<name>", options: {...} }`;
+    if (isPlugin(v)) {
+      if (v.kind !== kind) ctx.addIssue({ code: "custom", message: `${expected}, not ${article(v.kind)} ${v.kind} ("${v.name}")` });
+    } else if (v && typeof v === "object" && "kind" in v) {
+      ctx.addIssue({ code: "custom", message: `${expected}: an object with a "kind" is not a plugin unless a factory built it` });
+    } else if (!NamedRef.safeParse(v).success) {
+      ctx.addIssue({ code: "custom", message: expected });
+    }
+  }) as unknown as z.ZodType<PluginOf<K> | z.infer<typeof NamedRef>>;
 
 export const ConfigSchema = z
   .object({
@@ -59,7 +64,7 @@ export function defineConfig(config: ConfigInput): ConfigInput {
 }
 
 function resolvePlugin<K extends Kind>(kind: K, ref: unknown, registry: PluginRegistry, path: string): PluginOf<K> {
-  if (ref && typeof ref === "object" && "kind" in ref) return ref as PluginOf<K>;
+  if (isPlugin(ref)) return ref as PluginOf<K>;
   const { use, options } = ref as z.infer<typeof NamedRef>;
   const factory = registry[kind][use];
   if (!factory) {
@@ -92,28 +97,49 @@ export function resolveConfig(raw: unknown, registry: PluginRegistry): Config {
   return { ...c, sources, executor: resolvePlugin("executor", c.executor, registry, "executor"), sinks };
 }
 
+const oneLine = (text: string) => text.replace(/\s*\n\s*/g, " ").trim();
+
+/** A thrown value in words: configs can throw strings, null, anything. */
+const thrown = (e: unknown) => (e instanceof Error ? oneLine(e.message) : e === null || e === undefined ? `threw ${e}` : `threw ${typeof e === "string" ? JSON.stringify(e) : String(e)}`);
+
+/** How long a `.ts` config may take to evaluate: one whose top-level await never settles is a bad config. */
+export const CONFIG_LOAD_TIMEOUT_MS = 15_000;
+
 /** Loads a `.ts`/`.js` module (default export) or a `.json` file; every failure is a UserError. */
-export async function loadConfig(path: string, registry: PluginRegistry): Promise<Config> {
+export async function loadConfig(path: string, registry: PluginRegistry, timeoutMs = CONFIG_LOAD_TIMEOUT_MS): Promise<Config> {
   const abs = isAbsolute(path) ? path : resolve(process.cwd(), path);
-  if (!existsSync(abs)) throw new UserError(`config file not found: ${path}`, "bad_config");
+  let stat;
+  try {
+    stat = statSync(abs);
+  } catch {
+    throw new UserError(`config file not found: ${path}`, "bad_config");
+  }
+  // A FIFO or a device would block the read forever.
+  if (!stat.isFile()) throw new UserError(`${path}: not a regular file (${stat.isDirectory() ? "a directory" : "a pipe, socket or device"})`, "bad_config");
   let raw: unknown;
   try {
     if (abs.endsWith(".json")) {
       raw = JSON.parse(readFileSync(abs, "utf8"));
     } else {
-      const mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      // The timer also keeps the event loop alive: without it a never-settling top-level await lets the
+      // process exit 0 with nothing said.
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new UserError(`${path}: did not finish loading within ${timeoutMs / 1000} s (a top-level await that never settles?)`, "bad_config")), timeoutMs);
+      });
+      const mod = (await Promise.race([import(pathToFileURL(abs).href), stalled]).finally(() => clearTimeout(timer))) as { default?: unknown };
       if (mod.default === undefined) throw new UserError(`${path}: no default export; write \`export default defineConfig({...})\``, "bad_config");
       raw = mod.default;
     }
   } catch (e) {
     if (e instanceof UserError) throw new UserError(e.message.startsWith(path) ? e.message : `${path}: ${e.message}`, "bad_config");
-    if (e instanceof SyntaxError) throw new UserError(`${path}: not valid ${abs.endsWith(".json") ? "JSON" : "code"}: ${e.message}`, "bad_config");
-    throw new UserError(`${path}: failed to load: ${(e as Error).message}`, "bad_config");
+    if (e instanceof SyntaxError) throw new UserError(`${path}: not valid ${abs.endsWith(".json") ? "JSON" : "code"}: ${oneLine(e.message)}`, "bad_config");
+    throw new UserError(`${path}: failed to load: ${thrown(e)}`, "bad_config");
   }
   try {
     return resolveConfig(raw, registry);
   } catch (e) {
     if (e instanceof UserError) throw new UserError(`${path}: ${e.message}`, "bad_config");
-    throw e;
+    throw new UserError(`${path}: ${thrown(e)}`, "bad_config");
   }
 }

@@ -115,8 +115,19 @@ type Without<T, K extends keyof T> = Omit<T, K | "kind" | "options">;
 /** Validates options and names the plugin in the error: `executor "docker": options.timeout: …`. */
 export function parseOptions<S extends z.ZodType>(kind: string, name: string, schema: S, options: unknown): z.infer<S> {
   const parsed = schema.safeParse(options ?? {});
-  if (!parsed.success) throw new UserError(`${kind} "${name}": ${formatZodError(parsed.error).replace(/(^|; )/g, "$1options.")}`, "bad_config");
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ ...i, path: ["options", ...i.path] }));
+    throw new UserError(`${kind} "${name}": ${formatZodError({ issues } as z.ZodError)}`, "bad_config");
+  }
   return parsed.data;
+}
+
+// Set by the factories below. A config may hold only plugins they built: an object that merely says
+// `kind: "source"` (a JSON config can write one) has none of the functions the pipeline calls.
+const BUILT = Symbol.for("crusades.plugin");
+
+export function isPlugin(v: unknown): v is Source | Executor | Sink {
+  return typeof v === "object" && v !== null && (v as { [BUILT]?: unknown })[BUILT] === true;
 }
 
 /** A plugin factory: call it with options; `pluginName` and `schema` let docs and configs find it by name. */
@@ -125,7 +136,7 @@ export type Factory<P, S extends z.ZodType> = ((options?: z.input<S>) => P) & { 
 function factory<P, S extends z.ZodType>(kind: P extends { kind: infer K } ? K & string : never, name: string, schema: S, build: (options: z.infer<S>) => object): Factory<P, S> {
   const make = (options?: z.input<S>) => {
     const opts = parseOptions(kind, name, schema, options);
-    return { kind, name, options: opts, ...build(opts) } as P;
+    return { kind, name, options: opts, ...build(opts), [BUILT]: true } as P;
   };
   return Object.assign(make, { pluginName: name, schema });
 }

@@ -64,7 +64,7 @@ interface Chain {
 
 async function joinChain(config: Config, hparams: HParams, netuid: number, log: Logger): Promise<Chain> {
   const key = await loadHotkey(config.wallet);
-  const client = await connectChain({ network: config.network, log: log.child({ chain: config.network }) });
+  const client = await connectChain({ network: config.network, log: log.child({ chain: config.network }), retryRefused: true });
   const uid = await client.uidOf(netuid, key.ss58);
   if (uid === null) {
     await client.close();

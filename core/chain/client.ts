@@ -21,6 +21,8 @@ export interface ChainOptions {
   network: string;
   log?: Logger;
   timeoutMs?: number;
+  /** Keep redialling a node that refuses the first connection until `timeoutMs` (see ConnectionOptions). */
+  retryRefused?: boolean;
 }
 
 export interface RevealedCommitment {
@@ -108,13 +110,23 @@ export async function connectChain(opts: ChainOptions) {
   const log = opts.log ?? createLogger();
   const url = resolveEndpoint(opts.network);
   log.info(`connecting to ${url}`);
-  const conn: Connection = await openConnection(url, { log, timeoutMs: opts.timeoutMs });
+  const conn: Connection = await openConnection(url, { log, timeoutMs: opts.timeoutMs, retryRefused: opts.retryRefused });
   const api = conn.api;
-  // A node without these items is not a subtensor node (or an incompatible one): say so by name.
-  const storage = (pallet: string, item: string): QueryableStorageEntry<"promise"> => {
-    const entry = api.query[pallet]?.[item];
+  // A node without these items is not a subtensor node (or an incompatible one): say so by name. Reads
+  // wait for a dropped socket to come back (the connection logs the outage once) instead of failing at
+  // once on every poll, and their errors lose the provider's request dump.
+  const storage = (pallet: string, item: string) => {
+    const entry: QueryableStorageEntry<"promise"> | undefined = api.query[pallet]?.[item];
     if (!entry) throw new ChainError(`the node's runtime has no ${pallet}.${item} storage; is ${url} a subtensor node?`, "invalid");
-    return entry;
+    const read = async <T>(fn: () => Promise<T>): Promise<T> => {
+      await conn.whenConnected();
+      return fn().catch((e: Error) => {
+        throw new ChainError(`reading ${pallet}.${item} from ${url}: ${e.message.split("\nFailed WS Request")[0]}`, conn.isConnected() ? "invalid" : "disconnected");
+      });
+    };
+    return Object.assign((...args: unknown[]) => read(() => entry(...args)), {
+      entries: (...args: unknown[]) => read(() => entry.entries(...args)),
+    });
   };
   const call = (pallet: string, method: string): SubmittableExtrinsicFunction<"promise"> => {
     const fn = api.tx[pallet]?.[method];

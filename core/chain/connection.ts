@@ -12,6 +12,23 @@ export interface ConnectionOptions {
   timeoutMs?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A node that refuses the first connection: redial it with backoff until `timeoutMs` (a validator
+   * started before its node), or fail at once (a CLI the user is watching).
+   */
+  retryRefused?: boolean;
+}
+
+/** What went wrong with a socket, in words: Bun, Deno and ws shape their error events differently. */
+export function describeSocketError(e: unknown): string {
+  const inner = (e as { error?: unknown } | null)?.error ?? e;
+  const code = (inner as { code?: unknown } | null)?.code;
+  const message = String((inner as { message?: unknown } | null)?.message ?? (e as { message?: unknown } | null)?.message ?? "");
+  if (code === "ECONNREFUSED" || /refused/i.test(message)) return "connection refused";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || /ENOTFOUND|getaddrinfo|resolve host/i.test(message)) return "host not found";
+  if (code === "ECONNRESET" || /reset/i.test(message)) return "connection reset";
+  if (code === "ETIMEDOUT" || /timed? ?out/i.test(message)) return "timed out";
+  return message.replace(/^WebSocket connection to '[^']*' failed: /, "") || "the socket closed";
 }
 
 export interface Connection {
@@ -29,17 +46,41 @@ export interface Connection {
   close(): Promise<void>;
 }
 
+// @polkadot's logger writes straight to the console, and during an outage every failed request of every
+// caller is a line (`RPC-CORE: queryStorageAt(…)`, `Failed WS Request …`), a couple a second. A
+// connection reports drops and redials itself, so those lines go to the first connection's log at debug.
+let polkadotLog: Logger | null = null;
+const POLKADOT_LINE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
+function quietPolkadotLogs(log: Logger) {
+  if (polkadotLog) return;
+  polkadotLog = log;
+  for (const method of ["error", "warn", "log"] as const) {
+    const original = console[method].bind(console);
+    console[method] = (...args: unknown[]) => {
+      if (typeof args[0] === "string" && POLKADOT_LINE.test(args[0]) && typeof args[1] === "string" && /^\s*[A-Z][\w/-]*:$/.test(args[1])) {
+        polkadotLog!.debug(args.slice(1).map((a) => (a instanceof Error ? a.message : String(a))).join(" ").replace(/\s+/g, " "));
+        return;
+      }
+      original(...args);
+    };
+  }
+}
+
 export async function openConnection(url: string, opts: ConnectionOptions = {}): Promise<Connection> {
   const log = opts.log ?? createLogger();
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const initialMs = opts.backoffInitialMs ?? 250;
   const maxMs = opts.backoffMaxMs ?? 15_000;
+  quietPolkadotLogs(log);
 
   const provider = new WsProvider(url, false, {}, timeoutMs);
   let closed = false;
   let everConnected = false;
   let attempt = 0;
   let reconnectCount = 0;
+  // Why the last dial failed: set by the provider's "error" event, which precedes its close.
+  let lastError: string | null = null;
+  let refusedFirst: ((e: Error) => void) | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const dropListeners = new Set<() => void>();
   // Callers waiting for the socket: `check` resolves them once usable, `fail` rejects them on close.
@@ -51,6 +92,13 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     // Full jitter keeps a fleet of validators from redialling a restarted node in lockstep.
     const delay = Math.min(maxMs, initialMs * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt++;
+    const why = lastError ?? "the socket closed";
+    if (!everConnected && refusedFirst && why === "connection refused" && !opts.retryRefused) {
+      refusedFirst(new ChainError(`cannot reach a subtensor node at ${url}: connection refused`, "connect"));
+      return;
+    }
+    // One line per attempt with its delay, not the provider's own per-request errors.
+    log.warn(`${everConnected ? "redialling" : "cannot reach a subtensor node at"} ${url}: ${why}; attempt ${attempt} in ${(delay / 1000).toFixed(1)} s`);
     timer = setTimeout(() => {
       timer = undefined;
       dial();
@@ -60,22 +108,28 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   provider.on("connected", () => {
     if (everConnected) {
       reconnectCount++;
-      log.info(`reconnected to ${url}`, { attempts: attempt });
+      log.info(`reconnected to ${url} after ${attempt} attempt(s)`);
     }
     everConnected = true;
     attempt = 0;
+    lastError = null;
   });
   provider.on("disconnected", () => {
     if (closed) return;
-    if (everConnected && attempt === 0) log.warn(`connection to ${url} lost; redialling with backoff`);
+    if (everConnected && attempt === 0) log.warn(`connection to ${url} lost${lastError ? ` (${lastError})` : ""}; redialling with backoff`);
     for (const fn of dropListeners) fn();
     schedule();
   });
-  // The provider also reports socket errors as events; the close that follows drives the retry.
-  provider.on("error", () => {});
+  // The provider also reports socket errors as events; the close that follows drives the retry and
+  // reports the reason.
+  provider.on("error", (e: unknown) => {
+    lastError = describeSocketError(e);
+  });
 
   const api = new ApiPromise({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true });
   api.on("error", () => {});
+  // Rejects with the first socket error; nothing else awaits it, and an unhandled rejection ends the process.
+  api.isReadyOrError.catch(() => {});
   // Ready again after each reconnect once metadata is reloaded; waiters poll the flag this sets.
   let usable = false;
   api.on("ready", () => {
@@ -95,16 +149,25 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     usable = false;
   });
 
-  dial();
-  const ready = await Promise.race([
-    api.isReady.then(() => true),
-    new Promise<false>((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    api.isReady.then(() => null),
+    new Promise<Error>((resolve) => {
+      refusedFirst = resolve;
+      deadline = setTimeout(() => {
+        const why = attempt > 0 ? (lastError ?? "the node closed the connection") : "no answer";
+        resolve(new ChainError(`cannot reach a subtensor node at ${url}: ${why} (gave up after ${Math.round(timeoutMs / 1000)} s)`, "connect"));
+      }, timeoutMs);
+      dial();
+    }),
   ]);
-  if (!ready) {
+  refusedFirst = null;
+  clearTimeout(deadline);
+  if (outcome) {
     closed = true;
     clearTimeout(timer);
     await api.disconnect().catch(() => {});
-    throw new ChainError(`cannot reach a subtensor node at ${url} within ${Math.round(timeoutMs / 1000)} s`, "connect");
+    throw outcome;
   }
   usable = true;
 
