@@ -1,9 +1,9 @@
 // What clients other than @polkadot/api rely on: Substrate's method aliases, its hex rules (Bytes and
 // hashes with or without 0x, any case), list-or-value block numbers, and the metadata versions a
-// node lists. Each request goes over HTTP POST to a real localnet, as a Python client's would.
+// node lists, and the subnet runtime APIs SDKs read. Each request goes over HTTP POST to a real localnet, as a Python client's would.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Metadata, TypeRegistry } from "@polkadot/types";
-import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { hexToU8a, u8aConcat, u8aToHex } from "@polkadot/util";
 import { memoryLogger } from "../../core/log.ts";
 import { startLocalnet, type Localnet } from "./localnet.ts";
 
@@ -113,12 +113,63 @@ describe("Metadata runtime API over state_call", () => {
     const registry = net.chain.runtime.registry;
     const call = async (method: string, data: string) => hexToU8a((await result("state_call", [method, data])) as string);
     expect(registry.createType("Vec<u32>", await call("Metadata_metadata_versions", "0x")).toJSON()).toEqual([14, 15, 16]);
-    for (const v of [14, 15, 16]) {
+    for (const v of [14, 15, 16] as const) {
       const out = registry.createType("Option<Bytes>", await call("Metadata_metadata_at_version", u8aToHex(registry.createType("u32", v).toU8a())));
       expect(out.isSome).toBe(true);
       expect(new Metadata(new TypeRegistry(), out.unwrap().toU8a(true)).version).toBe(v);
     }
     const none = await call("Metadata_metadata_at_version", u8aToHex(registry.createType("u32", 13).toU8a()));
     expect(registry.createType("Option<Bytes>", none).isNone).toBe(true);
+  });
+});
+
+describe("subnet runtime APIs", () => {
+  /** Calls a runtime API with its inputs encoded, and decodes the output, by the metadata's types. */
+  const decode = async (method: string, args: number[]) => {
+    const runtime = net.chain.runtime;
+    const api = runtime.runtimeApi(method)!;
+    const data = u8aToHex(u8aConcat(...args.map((value, i) => runtime.registry.createType(api.inputs[i]!, value).toU8a())));
+    return runtime.registry.createType(api.output, hexToU8a((await result("state_call", [method, data])) as string)).toJSON() as never;
+  };
+
+  test("neurons_lite, neuron_lite and metagraph report the subnet's storage", async () => {
+    const netuid = net.netuid;
+    // Values the chain would have written: a weight set at block 7 by the validator, and its stake.
+    const state = net.chain.state;
+    const validatorUid = net.accounts.validator.uid!;
+    const n = [net.accounts.owner, net.accounts.burn, net.accounts.validator, ...net.accounts.miners].length;
+    state.put("subtensorModule", "lastUpdate", [netuid], Array.from({ length: n }, (_, uid) => (uid === validatorUid ? 7 : 0)));
+    const block = net.produceBlock();
+
+    const neurons = (await decode("NeuronInfoRuntimeApi_get_neurons_lite", [netuid])) as Record<string, unknown>[];
+    expect(neurons.map((x) => x.uid)).toEqual(Array.from({ length: n }, (_, i) => i));
+    const keys = [net.accounts.owner, net.accounts.burn, net.accounts.validator, ...net.accounts.miners];
+    expect(neurons.map((x) => x.hotkey)).toEqual(keys.map((a) => a.ss58));
+    expect(neurons.map((x) => x.coldkey)).toEqual(keys.map((a) => a.ss58));
+    expect(neurons.map((x) => x.validatorPermit)).toEqual(keys.map((a) => a === net.accounts.owner || a === net.accounts.validator));
+    expect(neurons.map((x) => x.lastUpdate)).toEqual(keys.map((_, uid) => (uid === validatorUid ? 7 : 0)));
+    const validator = neurons[validatorUid] as { stake: [string, number][] };
+    expect(validator.stake).toEqual([[net.accounts.validator.ss58, 1000 * 1e9]]);
+
+    expect(await decode("NeuronInfoRuntimeApi_get_neuron_lite", [netuid, validatorUid])).toEqual(neurons[validatorUid] as never);
+    expect(await decode("NeuronInfoRuntimeApi_get_neuron_lite", [netuid, n])).toBeNull();
+    expect(await decode("NeuronInfoRuntimeApi_get_neurons_lite", [netuid + 1])).toEqual([] as never);
+
+    const graph = (await decode("SubnetInfoRuntimeApi_get_metagraph", [netuid])) as Record<string, unknown>;
+    expect(graph.netuid).toBe(netuid);
+    expect(graph.block).toBe(block.number);
+    expect(graph.numUids).toBe(n);
+    expect(graph.hotkeys).toEqual(keys.map((a) => a.ss58));
+    expect(graph.lastUpdate).toEqual(neurons.map((x) => x.lastUpdate));
+    expect(graph.validatorPermit).toEqual(neurons.map((x) => x.validatorPermit));
+    expect(graph.alphaStake).toEqual(neurons.map((x) => (x.stake as [string, number][])[0]![1]));
+    expect(graph.ownerHotkey).toBe(net.accounts.owner.ss58);
+    expect(graph.tempo).toBe(Number(state.must("subtensorModule", "tempo", netuid).toString()));
+    expect(graph.weightsRateLimit).toBe(Number(state.must("subtensorModule", "weightsSetRateLimit", netuid).toString()));
+    expect(await decode("SubnetInfoRuntimeApi_get_metagraph", [netuid + 1])).toBeNull();
+
+    const info = (await decode("SubnetInfoRuntimeApi_get_subnet_info", [netuid])) as Record<string, unknown>;
+    expect(info.subnetworkN).toBe(n);
+    expect(info.owner).toBe(net.accounts.owner.ss58);
   });
 });

@@ -6,6 +6,7 @@ import { blake2AsU8a, decodeAddress } from "@polkadot/util-crypto";
 import type { Logger } from "../../core/log.ts";
 import type { Block, Chain, ChainEvents, TxStatus } from "./chain.ts";
 import { SERVED_METADATA_VERSIONS } from "./metadata-versions.ts";
+import { metagraph, neuronLiteAt, neuronsLite, subnetInfo } from "./runtime-apis.ts";
 import { decodeExtrinsic, RpcError } from "./validate.ts";
 
 type Params = unknown[];
@@ -342,6 +343,7 @@ export class RpcHandler {
     const api = runtime.runtimeApi(method);
     if (!api) throw new RpcError(4003, `Client error: Execution failed: Other: Exported method ${method} is not found`);
     const view = chain.stateAt(at);
+    const blockNumber = chain.block(at)!.number;
     const input = hexToU8a(data);
     const args: import("@polkadot/types/types").Codec[] = [];
     let offset = 0;
@@ -378,6 +380,14 @@ export class RpcHandler {
         const bytes = args[0]!.toU8a();
         return out(chain.queryInfo(bytes, decodeExtrinsic(runtime, bytes)));
       }
+      case "NeuronInfoRuntimeApi_get_neurons_lite":
+        return out(neuronsLite(runtime, view, Number(args[0]!.toString())));
+      case "NeuronInfoRuntimeApi_get_neuron_lite":
+        return out(neuronLiteAt(runtime, view, Number(args[0]!.toString()), Number(args[1]!.toString())));
+      case "SubnetInfoRuntimeApi_get_metagraph":
+        return out(metagraph(runtime, view, Number(args[0]!.toString()), blockNumber));
+      case "SubnetInfoRuntimeApi_get_subnet_info":
+        return out(subnetInfo(runtime, view, Number(args[0]!.toString()), blockNumber));
       default:
         throw new RpcError(4003, `Client error: Execution failed: Other: ${method} is not implemented by the localnet`);
     }
