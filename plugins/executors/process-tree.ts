@@ -4,19 +4,26 @@
 // it top-down while it is still whole, then kill every member.
 import { readdirSync, readFileSync } from "node:fs";
 
+/** A process's state letter and parent from /proc; null once it has exited (or without /proc). */
+export function procStat(pid: number | string): { state: string; ppid: number } | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name may contain spaces and parentheses; the fields after its last ")" do not.
+  const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: state!, ppid: Number(ppid) };
+}
+
 function childrenByParent(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // exited while we looked
-    }
-    // The command name may contain spaces and parentheses; the fields after its last ")" do not.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    const list = children.get(ppid) ?? children.set(ppid, []).get(ppid)!;
+    const stat = procStat(entry);
+    if (!stat) continue; // exited while we looked
+    const list = children.get(stat.ppid) ?? children.set(stat.ppid, []).get(stat.ppid)!;
     list.push(Number(entry));
   }
   return children;

@@ -10,9 +10,9 @@ import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { HARNESS_SCRIPT, harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
-import { killTree } from "./process-tree.ts";
+import { killTree, procStat } from "./process-tree.ts";
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
@@ -27,6 +27,18 @@ export const ProcessExecutorOptions = z.object({
 // Only what Python needs: the validator's environment may hold wallet secrets.
 const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL"];
 
+// The harness is started through this, so that it dies with the validator even when the validator is
+// SIGKILLed: PR_SET_PDEATHSIG (kept across exec) fires when the thread that forked us exits — Bun
+// spawns from its main thread, so when the validator exits. Checking the parent after setting it closes
+// the race with a validator that died first. Elsewhere than Linux the startup sweep below is the guard.
+const DIE_WITH_PARENT = [
+  "import ctypes, os, signal, sys",
+  "prctl = getattr(ctypes.CDLL(None), 'prctl', None)",
+  "prctl and prctl(1, signal.SIGKILL)",
+  "os.getppid() == int(sys.argv[1]) or os._exit(70)",
+  "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])",
+].join("\n");
+
 // Run dirs carry the validator's pid, so a restarted validator can tell which ones a killed one left.
 const RUN_DIR = /^crusades-process-(\d+)-/;
 
@@ -38,6 +50,50 @@ const alive = (pid: number) => {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 };
+
+/** The ancestors of a process, nearest first; empty where /proc is unreadable. */
+function ancestors(pid: number): number[] {
+  const chain: number[] = [];
+  for (let p = pid; p > 1 && chain.length < 64; ) {
+    const ppid = procStat(p)?.ppid;
+    if (!ppid) break;
+    chain.push(ppid);
+    p = ppid;
+  }
+  return chain;
+}
+
+const gone = (pid: number) => {
+  const s = procStat(pid);
+  return s === null || s.state === "Z" || s.state === "X";
+};
+
+/**
+ * Kills harnesses (and everything under them) that a killed validator left running: a process whose
+ * command line names a run dir of validator P, with P not among its ancestors, lost its validator.
+ * A restarted validator runs this before evaluating, so no stray run competes with the new one for the
+ * device. Returns once they are gone.
+ */
+export async function sweepOrphanHarnesses(log: Logger, root = tmpdir()): Promise<number> {
+  const escaped = join(root, "crusades-process-").replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const marker = new RegExp(`${escaped}(\\d+)-`);
+  const orphans: number[] = [];
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (!cmdline.includes(HARNESS_SCRIPT)) continue;
+    const owner = Number(marker.exec(cmdline)?.[1]);
+    if (!owner || owner === process.pid || ancestors(pid).includes(owner)) continue;
+    orphans.push(pid);
+  }
+  if (!orphans.length) return 0;
+  for (const pid of orphans) killTree(pid);
+  for (let i = 0; i < 100 && !orphans.every(gone); i++) await new Promise((r) => setTimeout(r, 50));
+  const left = orphans.filter((p) => !gone(p));
+  log.warn(`killed ${orphans.length} harness process(es) left running by a validator that was killed (pids ${orphans.join(", ")})${left.length ? `; still there: ${left.join(", ")}` : ""}`);
+  return orphans.length;
+}
 
 /** Removes run dirs whose validator process is gone (it was killed before its own clean-up ran). */
 export async function sweepOrphanRunDirs(log: Logger, root = tmpdir()): Promise<number> {
@@ -54,6 +110,7 @@ export async function sweepOrphanRunDirs(log: Logger, root = tmpdir()): Promise<
 
 export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => ({
   init: async (log) => {
+    await sweepOrphanHarnesses(log);
     await sweepOrphanRunDirs(log);
   },
 
@@ -77,7 +134,7 @@ export const processExecutor = defineExecutor("process", ProcessExecutorOptions,
       Object.assign(env, opts.env, { TMPDIR: join(dir, "tmp") });
 
       const limitMs = wallClockLimitMs(request, opts);
-      const end = await runGroup(opts.python, harnessArgs(requestPath, resultPath), { cwd: opts.workdir, env }, limitMs, ctx.signal, output.write);
+      const end = await runGroup(opts.python, ["-c", DIE_WITH_PARENT, String(process.pid), ...harnessArgs(requestPath, resultPath)], { cwd: opts.workdir, env }, limitMs, ctx.signal, output.write);
       output.end();
       const document = end.kind === "exited" ? await readFile(resultPath, "utf8").catch(() => null) : null;
       const result = resultOf(request, end, document, output.tail());
