@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Keyring } from "@polkadot/keyring";
 import { u8aToHex } from "@polkadot/util";
-import { cryptoWaitReady, mnemonicGenerate, mnemonicToMiniSecret } from "@polkadot/util-crypto";
+import { cryptoWaitReady, mnemonicGenerate, mnemonicToMiniSecret, signatureVerify } from "@polkadot/util-crypto";
 import { HOTKEY_URI_ENV, loadHotkey, hotkeyPath } from "./wallet.ts";
 
 let home: string;
@@ -111,5 +111,52 @@ describe("loadHotkey", () => {
     expect(key.ss58).toBe(new Keyring({ type: "sr25519", ss58Format: 42 }).addFromUri("//Bob").address);
     const bad = await loadHotkey({ name: "a", hotkey: "a" }, { HOME: h, [HOTKEY_URI_ENV]: "not a valid uri" }).catch((e) => e);
     expect(bad.code).toBe("bad_key");
+  });
+
+  // Files written by bittensor-wallet 4.1.1 (the Python tool), kept verbatim.
+  const BITTENSOR_WALLET = {
+    // set_hotkey(Keypair.create_from_uri("//Miner1")): only the 64-byte sp-core secret.
+    srPrivateKeyOnly: `{"publicKey":"0xa64a73d8ce608b2df9c1480754edb78fbf322c51027f149caeae087b7c980a08","cryptoType":1,"accountId":"0xa64a73d8ce608b2df9c1480754edb78fbf322c51027f149caeae087b7c980a08","privateKey":"0xa688e9e9e83e450e6365ac4b22094df343667d98d820710c5ca6a085a1a46a08a70822a0369378529aae00fc04593b486d56d51a3095fc158563d9ed4aeb0552","ss58Address":"5FpjvVN9fkYjNvNwzZYxLFNz2UVDmeZ8ZvD47A1dLMnsVgo6"}`,
+    // set_hotkey(Keypair.create_from_seed("0x11…11")): the tool writes the seed's bytes as characters.
+    srBrokenSeed: String.raw`{"cryptoType":1,"accountId":"0x50780547322a1ceba67ea8c552c9bc6c686f8698ac9a8cafab7cd15a1db19859","publicKey":"0x50780547322a1ceba67ea8c552c9bc6c686f8698ac9a8cafab7cd15a1db19859","secretSeed":"0x\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011\u0011","privateKey":"0x704b72419b89bab3a4632685428901bf5715b44e40ec0df50f01fdc1553bf60b092539815e61663c7f9c4c9c377346f5d2936875bd760f0ac5c5f4f6e78a6d76","ss58Address":"5DtDLm5rQHShDqojQpsvcN8tRXHVFaecfDoRet1SU6BFD9Fi"}`,
+    // create_new_hotkey(crypto_type=0).
+    edPhrase: `{"cryptoType":0,"secretSeed":"0x4185b3fd0e9e2e0b74ca0da33e9a9a94f5e35f54d1a7d1c3d534f44b4e67fb5e","privateKey":"0x4185b3fd0e9e2e0b74ca0da33e9a9a94f5e35f54d1a7d1c3d534f44b4e67fb5e","accountId":"0x9d761e0308e3e2a8547fe19f504b46d345759b4e826ddbe426c9abe207d81566","ss58Address":"5FdATpUpSG2DNkMeFgQaMXf9BtEonpQsFN32hHDK2f2QLovu","publicKey":"0x9d761e0308e3e2a8547fe19f504b46d345759b4e826ddbe426c9abe207d81566","secretPhrase":"visit humor prefer cream manual canvas edit inform hunt salad tourist tenant"}`,
+    // set_hotkey(Keypair.create_from_uri("//Miner1", crypto_type=0)).
+    edPrivateKeyOnly: `{"cryptoType":0,"publicKey":"0x4884226f2b3e0d68505a37a18c15472608ab56ea51a791f17eab613d8974c584","privateKey":"0x4e3ac33146d2f2beb908608802ed60ffb7822fedbe7fdda51d6c9eb96520f404","accountId":"0x4884226f2b3e0d68505a37a18c15472608ab56ea51a791f17eab613d8974c584","ss58Address":"5DhnZG2Rzhmk2QNjSiB69HuHb7fS1mmaGJE8sanvEWkzvUcn"}`,
+  };
+
+  test("bittensor-wallet's sr25519 and ed25519 files load as the key they declare, and sign for it", async () => {
+    const h = tempHome();
+    const msg = new TextEncoder().encode("crusades");
+    for (const [name, text] of Object.entries(BITTENSOR_WALLET)) {
+      writeBtcliHotkey(h, "bt", name, text);
+      const declared = JSON.parse(text) as { ss58Address: string; cryptoType: number };
+      const key = await loadHotkey({ name: "bt", hotkey: name }, { HOME: h });
+      expect(key.ss58).toBe(declared.ss58Address);
+      expect(key.pair.type).toBe(declared.cryptoType === 0 ? "ed25519" : "sr25519");
+      expect(signatureVerify(msg, key.pair.sign(msg), declared.ss58Address).isValid).toBe(true);
+    }
+    // The same dev URI through @polkadot's own derivation gives the same accounts.
+    const miner1 = (type: "sr25519" | "ed25519") => new Keyring({ type, ss58Format: 42 }).addFromUri("//Miner1").address;
+    expect(JSON.parse(BITTENSOR_WALLET.srPrivateKeyOnly).ss58Address).toBe(miner1("sr25519"));
+    expect(JSON.parse(BITTENSOR_WALLET.edPrivateKeyOnly).ss58Address).toBe(miner1("ed25519"));
+  });
+
+  test("a privateKey that does not derive the declared key, an ed25519 file read as sr25519, or an unknown crypto type is refused", async () => {
+    const h = tempHome();
+    const sr = JSON.parse(BITTENSOR_WALLET.srPrivateKeyOnly);
+    const ed = JSON.parse(BITTENSOR_WALLET.edPhrase);
+    const other = btcliFields(mnemonicGenerate(12));
+    writeBtcliHotkey(h, "w", "swapped", { ...sr, ss58Address: other.pair.address, publicKey: u8aToHex(other.pair.publicKey), accountId: u8aToHex(other.pair.publicKey) });
+    writeBtcliHotkey(h, "w", "edAsSr", { ...ed, cryptoType: 1 });
+    writeBtcliHotkey(h, "w", "ecdsa", { ...sr, cryptoType: 2 });
+    const swapped = await loadHotkey({ name: "w", hotkey: "swapped" }, { HOME: h }).catch((e) => e);
+    expect(swapped.code).toBe("bad_key");
+    expect(swapped.message).toContain(sr.ss58Address);
+    const edAsSr = await loadHotkey({ name: "w", hotkey: "edAsSr" }, { HOME: h }).catch((e) => e);
+    expect(edAsSr.message).toContain("as sr25519");
+    const ecdsa = await loadHotkey({ name: "w", hotkey: "ecdsa" }, { HOME: h }).catch((e) => e);
+    expect(ecdsa.code).toBe("bad_key");
+    expect(ecdsa.message).toContain("cryptoType 2");
   });
 });
