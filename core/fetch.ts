@@ -24,7 +24,8 @@ export type FetchErrorCode =
   | "missing_inner_steps"
   | "hash_mismatch"
   | "network_error"
-  | "too_many_redirects";
+  | "too_many_redirects"
+  | "aborted";
 
 export type FetchResult =
   | { ok: true; url: string; bytes: Uint8Array; sha256: string }
@@ -40,6 +41,8 @@ export interface FetchOptions {
   /** TEST ONLY: permits 127.0.0.0/8 and ::1, nothing else. */
   allowLoopback?: boolean;
   userAgent?: string;
+  /** Stops the fetch (validator shutdown): the result is `aborted`, which says nothing about the code. */
+  signal?: AbortSignal;
 }
 
 class Refusal extends Error {
@@ -55,7 +58,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 // A real module-level definition at column 0; a mention in a comment or a string does not count.
 const INNER_STEPS = /^(?:async[ \t]+)?def[ \t]+inner_steps[ \t]*\(/m;
 
-type Settings = Required<Omit<FetchOptions, "committedHash">> & { committedHash?: string };
+type Settings = Required<Omit<FetchOptions, "committedHash" | "signal">> & { committedHash?: string };
 
 export async function fetchCode(url: string, opts: FetchOptions = {}): Promise<FetchResult> {
   const o: Settings = {
@@ -69,16 +72,21 @@ export async function fetchCode(url: string, opts: FetchOptions = {}): Promise<F
   const deadline = new AbortController();
   const phase = { now: "starting" };
   const timer = setTimeout(() => deadline.abort(), o.timeoutMs);
+  const stop = () => deadline.abort();
+  opts.signal?.addEventListener("abort", stop, { once: true });
+  if (opts.signal?.aborted) stop();
   try {
     const { finalUrl, bytes } = await download(normalizeCodeUrl(url), o, deadline.signal, phase);
     checkCode(bytes, finalUrl, o.committedHash);
     return { ok: true, url: finalUrl, bytes, sha256: sha256Hex(bytes) };
   } catch (e) {
+    if (opts.signal?.aborted) return { ok: false, code: "aborted", message: `fetching ${url} was stopped while ${phase.now}` };
     if (e instanceof Refusal) return { ok: false, code: e.code, message: e.message };
     if (deadline.signal.aborted) return timeoutResult(o, phase.now);
     return { ok: false, code: "network_error", message: `fetching ${url} failed: ${(e as Error)?.message ?? String(e)}` };
   } finally {
     clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", stop);
   }
 }
 

@@ -13,6 +13,7 @@ import type { RunRow, Store, SubmissionRow } from "./storage/store.ts";
 
 const TRANSIENT_FETCH = new Set(["timeout", "network_error", "dns_failed"]);
 const FETCH_ATTEMPTS = 3;
+const FETCH_CONCURRENCY = 8;
 
 export interface PipelineOptions {
   store: Store;
@@ -91,41 +92,65 @@ export function createPipeline(o: PipelineOptions) {
     return added;
   }
 
-  /** Fetches and pins the code of every received submission, queueing its runs. */
+  // Submissions whose fetch is under way, so overlapping calls never fetch one twice.
+  const fetching = new Set<string>();
+
+  /**
+   * Fetches and pins the code of every received submission, queueing its runs. Fetches run side by side
+   * (FETCH_CONCURRENCY at most), so a host that never answers holds only its own submission, for its
+   * own deadline; the others are pinned as they arrive. On shutdown the fetches in flight are stopped
+   * and their submissions stay as they were.
+   */
   async function fetchPending(): Promise<number> {
+    const todo = store.submissionsIn("received").filter((s) => !fetching.has(s.id));
     let done = 0;
-    for (const s of store.submissionsIn("received")) {
-      if (signal.aborted) break;
-      const r = await fetchCode(s.url, {
-        committedHash: s.committed_hash ?? undefined,
-        maxBytes: hparams.max_code_bytes,
-        timeoutMs: hparams.code_fetch_timeout * 1000,
-        allowLoopback: o.allowLoopbackCode,
-      });
-      if (!r.ok) {
-        const key = `fetch_attempts:${s.id}`;
-        const attempts = (store.getState<number>(key) ?? 0) + 1;
-        if (TRANSIENT_FETCH.has(r.code) && attempts < FETCH_ATTEMPTS) {
-          store.setState(key, attempts);
-          log.warn(`fetch of ${s.id} failed (${r.code}), attempt ${attempts}/${FETCH_ATTEMPTS}: ${r.message}`);
-          continue;
+    const worker = async () => {
+      for (let s = todo.shift(); s && !signal.aborted; s = todo.shift()) {
+        fetching.add(s.id);
+        try {
+          if (await fetchOne(s)) done++;
+        } finally {
+          fetching.delete(s.id);
         }
-        fail(s, `fetch_${r.code}`, r.message);
-        done++;
-        continue;
       }
-      const original = store.db
-        .prepare("SELECT id FROM submissions WHERE code_sha256 = ? AND id != ? ORDER BY reveal_block, created_at LIMIT 1")
-        .get<{ id: string }>(r.sha256, s.id);
-      if (original) {
-        fail(s, "duplicate_code", `the same code (sha256 ${r.sha256.slice(0, 16)}…) was already submitted as ${original.id}; first committer wins`);
-      } else {
-        store.pinAndQueue(s.id, r.bytes, r.sha256, hparams.evaluation_runs);
-        log.info(`pinned ${s.id}: ${r.bytes.byteLength} bytes, sha256 ${r.sha256.slice(0, 16)}…; ${hparams.evaluation_runs} runs queued`);
-      }
-      done++;
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, todo.length) }, worker));
     return done;
+  }
+
+  /** True when the submission left `received` (pinned or failed). */
+  async function fetchOne(s: SubmissionRow): Promise<boolean> {
+    const r = await fetchCode(s.url, {
+      committedHash: s.committed_hash ?? undefined,
+      maxBytes: hparams.max_code_bytes,
+      timeoutMs: hparams.code_fetch_timeout * 1000,
+      allowLoopback: o.allowLoopbackCode,
+      signal,
+    });
+    if (signal.aborted) return false;
+    if (!r.ok) {
+      const key = `fetch_attempts:${s.id}`;
+      const attempts = (store.getState<number>(key) ?? 0) + 1;
+      if (TRANSIENT_FETCH.has(r.code) && attempts < FETCH_ATTEMPTS) {
+        store.setState(key, attempts);
+        log.warn(`fetch of ${s.id} failed (${r.code}), attempt ${attempts}/${FETCH_ATTEMPTS}: ${r.message}`);
+        return false;
+      }
+      fail(s, `fetch_${r.code}`, r.message);
+      return true;
+    }
+    // Only an earlier committer makes this one a duplicate: fetches finish in any order, and an original
+    // whose host was slower than its copy's is still the original (both are evaluated; ties go to it).
+    const original = store.db
+      .prepare("SELECT id FROM submissions WHERE code_sha256 = ? AND id != ? AND (reveal_block, created_at) < (?, ?) ORDER BY reveal_block, created_at LIMIT 1")
+      .get<{ id: string }>(r.sha256, s.id, s.reveal_block, s.created_at);
+    if (original) {
+      fail(s, "duplicate_code", `the same code (sha256 ${r.sha256.slice(0, 16)}…) was already submitted as ${original.id}; first committer wins`);
+    } else {
+      store.pinAndQueue(s.id, r.bytes, r.sha256, hparams.evaluation_runs);
+      log.info(`pinned ${s.id}: ${r.bytes.byteLength} bytes, sha256 ${r.sha256.slice(0, 16)}…; ${hparams.evaluation_runs} runs queued`);
+    }
+    return true;
   }
 
   function fail(s: SubmissionRow, code: string, message: string) {
