@@ -158,8 +158,11 @@ async function main(): Promise<number> {
     });
     if (a.once) {
       const { undelivered } = await scheduler.runOnce();
-      const c = store.counts();
-      log.info(`idle: ${c.published + c.scored} scored or published, ${c.failed} failed; ${undelivered} event deliveries pending`);
+      // A failed submission is published too once its event is delivered: the outcome is in error_code.
+      const c = store.db
+        .prepare("SELECT COUNT(*) FILTER (WHERE error_code IS NULL) AS scored, COUNT(*) FILTER (WHERE error_code IS NOT NULL) AS failed FROM submissions WHERE state IN ('scored', 'failed', 'published')")
+        .get<{ scored: number; failed: number }>()!;
+      log.info(`idle: ${c.scored} scored, ${c.failed} failed; ${undelivered} event deliveries pending`);
       if (undelivered > 0 && !controller.signal.aborted) {
         log.error(`${undelivered} event deliveries could not be made; they stay queued for the next start`);
         code = 1;

@@ -99,3 +99,52 @@ test("a SIGKILLed validator takes its harness with it; a restarted one kills str
   expect(await second.done).toBe(0);
   expect(gone(rerun)).toBe(true);
 }, 90_000);
+
+test("--once counts a failed submission as failed after it is published", async () => {
+  // A stand-in harness that passes every run, except for code that says FAIL, where it writes nothing.
+  const judge = join(dir, "judge");
+  mkdirSync(join(judge, "environments/templar"), { recursive: true });
+  writeFileSync(
+    join(judge, "environments/templar/env.py"),
+    `import json, sys
+a = sys.argv
+req = json.load(open(a[a.index("--request") + 1]))
+if "FAIL" in req["code"]:
+    sys.exit(1)
+doc = {"schema_version": 1, "task_id": req["task_id"], "submission_id": req["submission_id"], "run_index": req["run_index"],
+       "success": True, "tps": 100.0, "mfu": None, "total_tokens": 1, "wall_time_seconds": 1.0, "total_time_seconds": 1.0,
+       "error": None, "checks": [], "device": {"type": "cpu", "name": "cpu", "peak_flops": None}, "diagnostics": {}}
+json.dump(doc, open(a[a.index("--result") + 1], "w"))
+`,
+  );
+  const files = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/missing.py") return new Response("not found", { status: 404 });
+      return new Response(`# ${path}${path === "/fail.py" ? " FAIL" : ""}\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n`);
+    },
+  });
+  try {
+    const url = (name: string) => `http://127.0.0.1:${files.port}/${name}.py`;
+    const subs = ["good", "fail", "missing"].map((name, i) => ({ id: `once:${name}`, hotkey: `hk-${name}`, uid: i + 1, url: url(name), revealBlock: i + 1, source: "three" }));
+    const path = join(dir, "once.config.ts");
+    writeFileSync(
+      path,
+      `import { z } from ${JSON.stringify(import.meta.resolve("zod"))};
+import { defineSource } from ${JSON.stringify(join(repoRoot, "core/plugin.ts"))};
+import { processExecutor } from ${JSON.stringify(join(repoRoot, "plugins/executors/process.ts"))};
+const three = defineSource("three", z.object({}), () => ({ poll: async () => ${JSON.stringify(subs)} }));
+export default { database: ${JSON.stringify(join(dir, "once.db"))}, profile: "tiny", sources: [three()], executor: processExecutor({ unsafe: true, workdir: ${JSON.stringify(judge)} }), allowLoopbackCode: true };
+`,
+    );
+    const v = Bun.spawn([process.execPath, "scripts/validator.ts", "--config", path, "--once"], { cwd: repoRoot, stdout: "pipe", stderr: "pipe" });
+    const [stderr, status] = await Promise.all([new Response(v.stderr).text(), v.exited]);
+    expect(status).toBe(0);
+    expect(stderr).toContain("scored once:good");
+    expect(stderr).toMatch(/idle: 1 scored, 2 failed; 0 event deliveries pending/);
+  } finally {
+    files.stop(true);
+  }
+}, 150_000);
