@@ -7,6 +7,7 @@ import Docker from "dockerode";
 import { accessSync, constants } from "node:fs";
 import { skipLine } from "../scripts/test-summary.mjs";
 import { BASE_IMAGE } from "./fixtures/docker/images.ts";
+import { ensureSdkVenv } from "./fixtures/sdk/venv.ts";
 import { SSHD } from "./fixtures/sshd/sshd.ts";
 
 interface Service {
@@ -46,6 +47,10 @@ const SERVICES = {
   },
   chromium: { probe: () => onPath("chromium"), howToGet: ".ci/run installs chromium" },
   tmux: { probe: () => onPath("tmux"), howToGet: ".ci/run installs tmux" },
+  bittensorSdk: {
+    probe: ensureSdkVenv,
+    howToGet: "the suite pip-installs the pinned bittensor SDK into .venv-sdk/ itself: it needs python3 with venv and PyPI reachable",
+  },
 } satisfies Record<string, Service>;
 
 /** Whether `suite` can run; when it cannot, it has been reported as skipped or, when required, as failed. */
