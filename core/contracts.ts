@@ -20,7 +20,7 @@ export const Submission = z.object({
 });
 export type Submission = z.infer<typeof Submission>;
 
-export const Profile = z.enum(["tiny", "benchmark"]);
+export const Profile = z.enum(["tiny", "tiny-bf16", "benchmark"]);
 export type Profile = z.infer<typeof Profile>;
 
 export const BenchmarkSettings = z.object({
@@ -34,6 +34,8 @@ export const BenchmarkSettings = z.object({
   /** Token shard (.npy/.bin of uint32) for the benchmark profile; null means seeded synthetic tokens. */
   data_path: z.string().nullable(),
   timeout_seconds: z.number().positive(),
+  /** Train under bf16 autocast over fp32 master weights (GPUs; `tiny-bf16` on a CPU), else plain fp32. */
+  autocast: z.boolean(),
 });
 export type BenchmarkSettings = z.infer<typeof BenchmarkSettings>;
 
@@ -44,20 +46,30 @@ export const OptimizerSettings = z.object({
   weight_decay: z.number().nonnegative(),
 });
 
+/** Bounds of one kind of evidence (see environments/templar/checks.py). */
+const EvidenceBounds = z.object({
+  /** Max |1 − ⟨c, r⟩ / ‖r‖²|: the share of the reference's value the candidate reached. */
+  scale: z.number().positive(),
+  /** Max ‖c − r‖ / ‖r‖ over all parameters. */
+  rel_global: z.number().positive(),
+  /** Max ‖c − r‖ / ‖r‖ of the worst tensor that carries signal. */
+  rel_layer: z.number().positive(),
+}).strict();
+
 export const VerificationSettings = z.object({
   /** Max |loss_candidate − loss_reference|. */
   loss_abs_tolerance: z.number().positive(),
-  /** Max ‖ΔW_cand − ΔW_ref‖ / ‖ΔW_ref‖ over all parameters. */
-  update_rel_tolerance_global: z.number().positive(),
-  /** Same measure, per parameter tensor (looser: small tensors are noisier). */
-  update_rel_tolerance_layer: z.number().positive(),
-  /** Max |1 − ⟨ΔW_cand, ΔW_ref⟩ / ‖ΔW_ref‖²|: the share of the reference's update the candidate made. */
-  update_scale_tolerance: z.number().positive(),
-  /** Max mean |logits_cand − logits_ref| / mean |logits_ref|. */
+  /** Max ‖logits_cand − logits_ref‖ / ‖logits_ref‖ (on their sketches). */
   logits_rel_tolerance: z.number().positive(),
-  /** Minimum share of parameter elements whose value changed. */
-  min_changed_fraction: z.number().min(0).max(1),
-});
+  /** A tensor below this share of the model's typical magnitude is judged against that magnitude (noise-only gradients). */
+  layer_signal_floor: z.number().min(0).max(1),
+  /** The update W − W₀ of every tensor. */
+  update: EvidenceBounds,
+  /** AdamW's exp_avg after the call (the last gradient weighs 1 − β₁). */
+  exp_avg: EvidenceBounds,
+  /** AdamW's exp_avg_sq after the call (the last gradient weighs 1 − β₂). */
+  exp_avg_sq: EvidenceBounds,
+}).strict();
 export type VerificationSettings = z.infer<typeof VerificationSettings>;
 
 export const EvaluationRequest = z.object({
@@ -92,6 +104,8 @@ export const ErrorCode = z.enum([
   "loss_mismatch",
   "weights_mismatch",
   "frozen_params",
+  "optimizer_state",
+  "optimizer_mismatch",
   "non_finite",
   "deferred_work",
   "tampering",

@@ -40,7 +40,7 @@ export const HParams = z.object({
     pids_limit: z.number().int().positive(),
     max_log_bytes: z.number().int().positive(),
   }).describe("Container limits: memory, shm_size, pids_limit, max_log_bytes (log cap per run)."),
-  profiles: z.object({ tiny: ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU (demo, tests). A profile's own `verification` replaces the top-level tolerances: a CPU is deterministic, so its bounds can be far tighter than a GPU's."),
+  profiles: z.object({ tiny: ProfileSettings, "tiny-bf16": ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU (demo, tests), `tiny-bf16` the same shapes under bf16 autocast, judged with the benchmark profile's bounds. A profile's own `verification` replaces the top-level tolerances: a CPU is deterministic, so its bounds can be far tighter than a GPU's."),
 }).strict();
 export type HParams = z.infer<typeof HParams>;
 
@@ -75,6 +75,7 @@ export function benchmarkSettings(h: HParams, profile: Profile): BenchmarkSettin
       warmup_steps: h.warmup_steps,
       data_path: h.benchmark_data_path,
       timeout_seconds: h.eval_timeout,
+      autocast: true,
     };
   }
   const { verification: _, ...settings } = h.profiles[profile];

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a train.py through exactly the validator's evaluation path and prints what the validator would see.
 
-    python3 local_test/verify.py PATH/train.py [--profile tiny|benchmark] [--runs N] [--json]
+    python3 local_test/verify.py PATH/train.py [--profile tiny|tiny-bf16|benchmark] [--runs N] [--json]
 
 Each run builds an evaluation request from hparams/hparams.json the way the validator does (fresh random
 seed and task id per run) and hands it to environments/templar/env.py, the validator's harness, in its own
@@ -21,13 +21,16 @@ ENV_PY = ROOT / "environments" / "templar" / "env.py"
 HPARAMS = ROOT / "hparams" / "hparams.json"
 
 
+PROFILES = ("tiny", "tiny-bf16", "benchmark")
+
+
 def benchmark_settings(hp: dict, profile: str) -> dict:
     """Mirror of core/hparams.ts benchmarkSettings: `benchmark` from the top-level keys, others from profiles."""
     if profile == "benchmark":
         return {"profile": profile, "model_config": hp["benchmark_model_config"],
                 "batch_size": hp["benchmark_batch_size"], "sequence_length": hp["benchmark_sequence_length"],
                 "eval_steps": hp["eval_steps"], "warmup_steps": hp["warmup_steps"],
-                "data_path": hp["benchmark_data_path"], "timeout_seconds": hp["eval_timeout"]}
+                "data_path": hp["benchmark_data_path"], "timeout_seconds": hp["eval_timeout"], "autocast": True}
     return {"profile": profile, **{k: v for k, v in hp["profiles"][profile].items() if k != "verification"}}
 
 
@@ -53,14 +56,24 @@ def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0
 
 
 def run_env(request: dict, workdir: Path, stderr=None) -> dict:
-    """One evaluation in a fresh harness process; returns its result document."""
-    req_path, res_path = workdir / f"request-{request['task_id']}.json", workdir / f"result-{request['task_id']}.json"
-    req_path.write_text(json.dumps(request))
-    proc = subprocess.run([sys.executable, str(ENV_PY), "--request", str(req_path), "--result", str(res_path)],
-                          stdout=subprocess.DEVNULL, stderr=stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"env.py exited with status {proc.returncode} without a result")
-    return json.loads(res_path.read_text())
+    """One evaluation in a fresh harness process; returns its result document, or one that says why there
+    is none. The request goes over stdin: a file would be readable by a worker that keeps our uid."""
+    res_path = workdir / f"result-{request['task_id']}.json"
+    proc = subprocess.run([sys.executable, str(ENV_PY), "--request", "-", "--result", str(res_path)],
+                          input=json.dumps(request).encode(), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        doc = json.loads(res_path.read_text())
+    except (OSError, ValueError):
+        return _no_result(request, f"env.py exited with status {proc.returncode} without a result document")
+    if doc.get("diagnostics", {}).get("worker_uid") == 0 and doc.get("diagnostics", {}).get("containment") != "namespaces":
+        # As the executors do: a worker left as root outside a user namespace could read anything.
+        return _no_result(request, "the harness ran the submission as uid 0 outside a user namespace")
+    return doc
+
+
+def _no_result(request: dict, message: str) -> dict:
+    return {"run_index": request["run_index"], "success": False, "tps": 0.0, "mfu": None, "wall_time_seconds": 0.0,
+            "total_time_seconds": 0.0, "checks": [], "error": {"code": "harness_error", "message": message}}
 
 
 def report(doc: dict) -> str:
@@ -79,7 +92,7 @@ def report(doc: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="verify a train.py the way validators do")
     parser.add_argument("train_py", type=Path)
-    parser.add_argument("--profile", choices=["tiny", "benchmark"], default="tiny")
+    parser.add_argument("--profile", choices=PROFILES, default="tiny")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print only the result document(s)")
     try:

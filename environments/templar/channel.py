@@ -46,14 +46,18 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
-def recv(fd: int, deadline: float = float("inf")) -> dict:
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def recv(fd: int, deadline: float = float("inf"), limit: int = MAX_FRAME) -> dict:
     (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
-    if size > MAX_FRAME:
-        raise BadFrame(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    if size > limit:
+        raise BadFrame(f"frame of {size} bytes exceeds {limit}")
     try:
-        message = json.loads(_read_exact(fd, size, deadline))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadFrame(f"frame is not JSON: {e}") from None
+        message = json.loads(_read_exact(fd, size, deadline), parse_constant=_no_constants)
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, NaN/Infinity, nesting beyond the stack
+        raise BadFrame(f"frame is not plain JSON: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(message, dict):
         raise BadFrame("frame is not a JSON object")
     return message

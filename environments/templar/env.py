@@ -3,16 +3,18 @@
 train correctly?
 
     python3 environments/templar/env.py --request req.json --result res.json
+    python3 environments/templar/env.py --request - --result res.json < req.json
 
-This process is the supervisor. It never imports miner code. It forks one worker (worker.py) before it
-reads the request (and before it touches the GPU), runs the reference training itself, then hands the
-worker the warm-up and the timed call over a private pipe. The clock is the supervisor's; the window
-closes only once the worker has written the updates and logits into the shared hand-over buffer and it
-and everything it started are frozen (SIGSTOP) and, on a GPU, also dead (killed and reaped), so no kernel
-or copy it queued can still be running. Only then are its outputs read and compared. The result document
-is written here, only to --result. Exit status: 0 when a result document was written (also for rejected
-submissions and harness errors, which the document names), 2 for a bad command line or request, 1 when
-no document could be written at all."""
+This process is the supervisor. It never imports miner code. It forks one worker (worker.py), behind the
+wall of contain.py, before it reads the request (and before it touches the GPU), runs the reference training
+itself, then hands the worker the warm-up and the timed call over a private pipe. The clock is the
+supervisor's: it starts when the timed inputs are sent and stops when the supervisor holds its own
+snapshot of the sketches the worker computed after the call returned (sketch.py), with a key sent only
+then. Whatever the worker, or a process it left, does after that moment changes nothing that is read;
+then all of them are killed, through the kernel, and the snapshot is compared with the reference's.
+The result document is written here, only to --result. Exit status: 0 when a result document was
+written (also for rejected submissions and harness errors, which the document names), 2 for a bad
+command line or request, 1 when no document could be written at all."""
 import argparse
 import base64
 import ctypes
@@ -36,6 +38,11 @@ ROOT = HERE.parents[1]
 SCHEMA_DIR = HERE / "schema"
 LOG_FORWARD_LIMIT = 1 << 20
 LOG_TAIL = 4096
+LOG_JOIN_S = 5.0
+REPORT_LIMIT = 1 << 20  # bytes of one frame from the worker: reports are small
+MESSAGE_LIMIT = 4000
+REQUEST_LIMIT = 64 << 20
+REPORT_FIELDS = {"total_tokens": "int", "final_loss": "loss", "logits_shape": "shape"}
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
 sys.path.insert(0, str(HERE))
@@ -47,14 +54,16 @@ import torch  # noqa: E402
 
 import channel  # noqa: E402
 import checks  # noqa: E402
+import contain  # noqa: E402
 import handover as handover_mod  # noqa: E402
+import sketch  # noqa: E402
 import worker as worker_mod  # noqa: E402
 import workload  # noqa: E402
 
 workload.preload_model_code()  # before main forks the worker, which then needs no import of its own
 
 _libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+PR_SET_DUMPABLE = 4
 
 
 class Fail(Exception):
@@ -76,25 +85,20 @@ def schema_errors(doc, name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The worker process: forked early, stripped down, frozen and killed as a group.
+# The worker process: forked early, behind the wall of contain.py, killed as one with all it started.
 
 class WorkerProcess:
-    def __init__(self, device, run_dir: Path, handover_fd: int):
+    def __init__(self, device, handover_fd: int):
         cmd_r, self.cmd_w = os.pipe()
         self.msg_r, msg_w = os.pipe()
         log_r, log_w = os.pipe()
-        drop = os.geteuid() == 0 and _others_can_read(Path(torch.__file__).parent)
-        self.uid = WORKER_UID if drop else os.geteuid()
-        if drop:
-            os.chown(run_dir, WORKER_UID, WORKER_UID)
-        home = run_dir / "home"
-        home.mkdir()
-        if drop:
-            os.chown(home, WORKER_UID, WORKER_UID)
+        drop = WORKER_UID if os.geteuid() == 0 and _others_can_read(Path(torch.__file__).parent) else None
+        self.uid = os.geteuid() if drop is None else drop
+        self.refused = None
         sys.stdout.flush()
         sys.stderr.flush()
-        self.pid = os.fork()
-        if self.pid == 0:  # the worker: never returns
+
+        def child():  # the worker: never returns
             try:
                 os.setsid()
                 null = os.open(os.devnull, os.O_RDONLY)
@@ -104,17 +108,23 @@ class WorkerProcess:
                 keep = sorted({0, 1, 2, cmd_r, msg_w, handover_fd})
                 for lo, hi in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
                     os.closerange(lo + 1, hi)
-                _confine(drop, home)
+                _confine(_home(drop))
+                contain.confine(drop)
                 worker_mod.serve(cmd_r, msg_w, device, handover_fd)
             except BaseException:  # noqa: BLE001 — the worker must never fall back into supervisor code
                 import traceback
                 traceback.print_exc()
             finally:
                 os._exit(1)
+
+        try:
+            self.wall = contain.fork(child, drop)
+        except contain.Uncontainable as e:
+            self.wall, self.refused = None, str(e)
         for fd in (cmd_r, msg_w, log_w):
             os.close(fd)
-        self.status, self.frozen, self.dead = None, False, False
         self.log = _LogPump(log_r)
+        self.gone, self.left_behind = False, []
 
     def send(self, message: dict) -> None:
         try:
@@ -126,92 +136,80 @@ class WorkerProcess:
         """Nothing unread from the worker: a frame queued ahead of a command would answer it early."""
         return not select.select([self.msg_r], [], [], 0)[0]
 
-    def recv(self, op: str, deadline: float, phase: str, timeout_s: float) -> dict:
+    def recv(self, op: str, deadline: float, phase: str, timeout_s: float, fields: dict | None = None) -> dict:
+        """The worker's answer to `op`: a rejection it reports becomes ours; anything malformed, of the wrong
+        op or with fields of the wrong type is `tampering`, never our own error."""
         try:
-            reply = channel.recv(self.msg_r, deadline)
+            reply = channel.recv(self.msg_r, deadline, REPORT_LIMIT)
         except channel.ChannelTimeout:
             raise Fail("timeout", f"the submission did not finish {phase} within the {timeout_s:g}s limit") from None
         except channel.ChannelClosed:
-            self.freeze()
+            self.close()
             raise Fail("crash", f"the worker process ended during {phase} ({self.describe_exit()}) before "
                                 "reporting back; inner_steps must return normally") from None
         except channel.BadFrame as e:
             raise Fail("tampering", f"unreadable message from the worker during {phase}: {e}") from None
-        if reply.get("ok") is not True:
+        if reply.get("ok") is False and reply.get("op") == op:
             code, message = reply.get("code"), reply.get("message")
-            if code not in worker_mod.REJECTION_CODES or not isinstance(message, str):
-                raise Fail("tampering", f"malformed report from the worker during {phase}")
-            raise Fail(code, message)
-        if reply.get("op") != op:
-            raise Fail("tampering", f"the worker answered {reply.get('op')!r} during {phase}")
-        return reply
+            if code in worker_mod.REJECTION_CODES and isinstance(message, str):
+                raise Fail(code, message[:MESSAGE_LIMIT])
+        elif reply.get("ok") is True and reply.get("op") == op and all(
+                _matches(reply.get(k), kind) for k, kind in (fields or {}).items()):
+            return reply
+        raise Fail("tampering", f"malformed report from the worker during {phase}")
 
     def describe_exit(self) -> str:
-        if self.status is None:
+        status = self.wall.status if self.wall else None
+        if status is None:
             return "still running"
-        if os.WIFEXITED(self.status):
-            return f"exit status {os.WEXITSTATUS(self.status)}"
-        if os.WIFSIGNALED(self.status):
-            sig = os.WTERMSIG(self.status)
+        if os.WIFEXITED(status):
+            return f"exit status {os.WEXITSTATUS(status)}"
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
             hint = ", possibly out of memory" if sig == signal.SIGKILL else ""
             return f"killed by signal {signal.Signals(sig).name}{hint}"
         return "stopped"
 
-    def stop(self) -> None:
-        """Freezes, then kills the worker and every process it started, and returns once none of them exists
-        any more (gone or a zombie): their files are closed, so on a GPU their contexts, and any kernel or
-        copy they queued, are finished or torn down. Records when they were frozen and when dead."""
-        if self.dead:
-            return
-        self.dead = True
-        self.freeze()
-        self.frozen_at = time.perf_counter()
-        victims = _descendants()
-        _signal_group(self.pid, signal.SIGKILL)
-        for pid in victims:
-            _signal(pid, signal.SIGKILL)
-        if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
-        for pid in victims:
-            while _alive(pid):
-                time.sleep(0.001)
-        self.dead_at = time.perf_counter()
-
     def close(self) -> None:
-        self.stop()
-        if self.cmd_w is None:
+        """Kills the worker and all it started, waits (bounded) until none exists, removes what a uid-walled
+        one left, and closes our ends; a descriptor a process of the worker's holds never blocks us."""
+        if self.gone:
             return
-        _reap_orphans()
+        self.gone = True
+        if self.wall:
+            if not self.wall.kill():
+                print("env.py: a process of the worker did not die within 30 s", file=sys.stderr)
+            self.left_behind = self.wall.sweep()
         for fd in (self.cmd_w, self.msg_r):
             os.close(fd)
-        self.cmd_w = self.msg_r = None
-        self.log.join()
-
-    def freeze(self) -> None:
-        """Stops the worker and every process it started, wherever they moved (we are their subreaper), and
-        returns once the worker itself is stopped or gone: after this nothing of the miner's runs."""
-        if self.frozen:
-            return
-        self.frozen = True
-        _signal_group(self.pid, signal.SIGSTOP)
-        for pid in _descendants():
-            _signal(pid, signal.SIGSTOP)
-        _, status = os.waitpid(self.pid, os.WUNTRACED)
-        if not os.WIFSTOPPED(status):
-            self.status = status
+        self.log.join(LOG_JOIN_S)
 
 
-def _confine(drop: bool, home: Path) -> None:
-    """In the freshly forked worker: another uid when we can, no core dumps, no secrets in the environment,
-    and death when the supervisor dies."""
+def _matches(value, kind) -> bool:
+    if kind == "int":
+        return type(value) is int
+    if kind == "loss":
+        return value is None or type(value) is float
+    if kind == "shape":
+        return type(value) is list and len(value) <= 8 and all(type(d) is int for d in value)
+    raise ValueError(kind)
+
+
+def _home(drop: int | None) -> Path:
+    """The worker's home and temp dir: in its private /tmp when namespaced, else a fresh one it owns (the
+    sweep removes it with everything else of its uid)."""
+    home = Path(tempfile.mkdtemp(prefix="crusades-worker-", dir="/tmp"))
+    if drop is not None:
+        os.chown(home, drop, drop)
+    return home
+
+
+def _confine(home: Path) -> None:
+    """In the freshly forked worker: no core dumps, no secrets in the environment, a bounded process count."""
     import resource
-    if drop:
-        os.setgroups([])
-        os.setgid(WORKER_UID)
-        os.setuid(WORKER_UID)
-        resource.setrlimit(resource.RLIMIT_NPROC, (4096, 4096))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.geteuid() == 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (4096, 4096))
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
                                        "OMP_NUM_THREADS", "LD_LIBRARY_PATH") if k in os.environ}
     os.environ.clear()
@@ -224,63 +222,9 @@ def _confine(drop: bool, home: Path) -> None:
 
 def _others_can_read(path: Path) -> bool:
     """A worker under another uid can only import what every user may read (an interpreter installed under
-    /root, say, stays out of its reach); if it could not, it keeps our uid and the container is the wall."""
+    /root, say, stays out of its reach); if it could not, it keeps our uid inside a user namespace."""
     modes = [p.stat().st_mode for p in [path, *path.parents]]
     return bool(modes[0] & stat.S_IROTH) and all(m & stat.S_IXOTH for m in modes)
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not yet a zombie (a zombie has released its files)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _descendants() -> list[int]:
-    """Every process below us: the worker's group and anything that left it (setsid, double fork), which
-    as our subreaper's orphans are our children too. Reads only our own subtree's children lists."""
-    found, todo = [], [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except OSError:
-                continue
-            found += kids
-            todo += kids
-    return found
-
-
-def _reap_orphans() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 class _LogPump(threading.Thread):
@@ -319,32 +263,22 @@ def _data_path(bench: dict) -> str | None:
     return None if bench["data_path"] is None else workload.resolve_path(bench["data_path"], str(ROOT))
 
 
-def _reference(config, device, request, tokens, init_seed: int, layout) -> dict:
-    """The plain loop on the timed run's inputs; keeps the final loss, the logits and the fp32 update of
-    every tensor (in host memory: the worker needs the whole GPU next)."""
+def _reference(config, device, bench: dict, request: dict, tokens, init_seed: int, layout, logits_shape,
+               key: int) -> dict:
+    """The plain loop on the timed run's inputs; keeps only its sketches (and S(W0), taken before training)
+    and the final loss, then frees the model: the worker needs the device next."""
+    _, total = sketch.slots(layout, logits_shape)
     model = workload.build_model(config, device)
     workload.init_weights(model, init_seed, config.initializer_range)
     optimizer = workload.make_optimizer(model, request["optimizer"])
-    logits, loss = workload.reference_steps(model, tokens, optimizer, device)
-    ref = {"logits": logits.to("cpu"), "loss": loss,
-           "deltas": {n: d.to("cpu") for n, d in workload.updates(model, layout, init_seed, config.initializer_range)}}
+    w0, out = torch.zeros(total), torch.zeros(total)
+    sketch.collect(model, optimizer, None, layout, logits_shape, key, w0)
+    logits, loss = workload.reference_steps(model, tokens, optimizer, device, bench["autocast"])
+    sketch.collect(model, optimizer, logits, layout, logits_shape, key, out)
     del model, optimizer, logits
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return ref
-
-
-def _candidate(reported: dict, handover, layout, logits_shape) -> dict:
-    """What the worker left in the hand-over buffer, trusting its report only for which slots it filled
-    (a false claim leaves a slot zero: frozen weights, wrong logits)."""
-    shape, absent = reported.get("logits_shape"), reported.get("absent")
-    names = {n for n, _ in layout}
-    if not (isinstance(shape, list) and all(type(d) is int for d in shape)
-            and isinstance(absent, list) and set(absent) <= names):
-        raise Fail("tampering", "malformed report from the worker after the timed call")
-    return {"logits_shape": tuple(shape),
-            "logits": handover.view(None) if tuple(shape) == tuple(logits_shape) else None,
-            "deltas": {n: handover.view(n) for n in names - set(absent)}}
+    return {"w0": w0, "sketches": out, "loss": loss}
 
 
 def choose_device() -> torch.device:
@@ -357,7 +291,7 @@ def choose_device() -> torch.device:
 
 
 def evaluate(request: dict, result_path: Path, started: float, worker: WorkerProcess, device: torch.device,
-             run_dir: Path, handover_fd: int) -> dict:
+             handover_fd: int, request_from_file: bool) -> dict:
     """One run, with the worker already forked (see main): from here on this process holds the seed."""
     bench = request["benchmark"]
     ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
@@ -387,23 +321,19 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
     expected_tokens = bench["batch_size"] * bench["sequence_length"] * steps
     logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)
     result_before = _stat(result_path)
-    diag["worker_uid"] = worker.uid
+    diag.update(worker_uid=worker.uid, containment=worker.wall.mechanism if worker.wall else None,
+                request_readable_by_worker=request_from_file and worker.uid == os.geteuid())
     try:
-        code_path = run_dir / "train.py"
-        code_path.write_text(request["code"], encoding="utf-8")
-        code_path.chmod(0o444)
+        if worker.refused:
+            raise Fail("harness_error", f"refusing to evaluate: {worker.refused}")
         layout = workload.param_layout(config)
         n_params = sum(math.prod(shape) for _, shape in layout)
-        # The reference keeps an fp32 update per parameter beside the bf16 hand-over.
-        need, free = handover_mod.size_of(layout, logits_shape) + 4 * n_params, handover_mod.free_memory()
-        if free is not None and free < need:
-            raise Fail("harness_error", f"the evaluation needs {need / 2**30:.1f} GiB of memory for its outputs "
-                                        f"and has {free / 2**30:.1f} GiB; give the sandbox more memory")
-        handover = handover_mod.Handover(layout, logits_shape, handover_fd)
+        nbytes = handover_mod.seal(handover_fd, layout, logits_shape)
+        diag["handover_bytes"] = nbytes
         timings["prepare_s"] = time.perf_counter() - started
         setup = {"op": "setup", "model_config": raw_config, "optimizer": request["optimizer"],
                  "batch_size": bench["batch_size"], "sequence_length": bench["sequence_length"],
-                 "logits_shape": list(logits_shape)}
+                 "logits_shape": list(logits_shape), "autocast": bench["autocast"]}
         if device.type == "cpu":
             worker.send(setup)  # builds its model while we run the reference
         device_name, peak = workload.peak_flops(device)  # may initialise CUDA: only after the fork
@@ -411,7 +341,8 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
 
         t = time.perf_counter()
         run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab)
-        ref = _reference(config, device, request, tokens, run_msg["init_seed"], layout)
+        key = workload.derive_seed(request["seed"], "timed-sketch")
+        ref = _reference(config, device, bench, request, tokens, run_msg["init_seed"], layout, logits_shape, key)
         timings["reference_s"] = time.perf_counter() - t
         if device.type == "cuda":
             worker.send(setup)  # one GPU does not hold two 3B training states side by side
@@ -425,41 +356,45 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
         timings["setup_wait_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        worker.send({"op": "load", "code_path": str(code_path)})
+        worker.send({"op": "load", "code": request["code"]})
         worker.recv("load", deadline, "importing train.py", limit)
         timings["import_s"] = time.perf_counter() - t
-        if bench["warmup_steps"] > 0:
+        if bench["warmup_steps"] > 0:  # the whole protocol once, sketches included, on other weights and data
             t = time.perf_counter()
             warm_msg, _ = _tokens_message("warmup", request["seed"], "warmup", bench["warmup_steps"], bench, vocab)
             worker.send(warm_msg)
-            worker.recv("warmup", deadline, "the warm-up call", limit)
+            worker.recv("warmup", deadline, "the warm-up call", limit, REPORT_FIELDS)
+            worker.send({"op": "sketch", "key": workload.derive_seed(request["seed"], "warmup-sketch")})
+            worker.recv("sketch", deadline, "the warm-up hand-over", limit)
             timings["warmup_s"] = time.perf_counter() - t
 
         if not worker.quiet():
             raise Fail("tampering", "the worker sent a message nobody asked for before the timed call")
-        gc.freeze()  # a full collection costs ~0.3 s; between the report and the freeze it would be timed
+        gc.freeze()  # a full collection costs ~0.3 s; between the report and the snapshot it would be timed
         t0 = time.perf_counter()
         worker.send(run_msg)
-        try:
-            reported = worker.recv("run", deadline, "the timed call", limit)
-            t_reported = time.perf_counter()
-        finally:
-            worker.stop()
-        # A frozen process computes nothing more on a CPU; a GPU runs what it queued until its context dies.
-        window = (worker.frozen_at if device.type == "cpu" else worker.dead_at) - t0
-        timings.update(window_s=window, freeze_s=worker.frozen_at - t_reported, kill_s=worker.dead_at - worker.frozen_at)
+        reported = worker.recv("run", deadline, "the timed call", limit, REPORT_FIELDS)
+        t_returned = time.perf_counter()
+        # The key exists only now that the call has returned: nothing in it could aim at the projection.
+        worker.send({"op": "sketch", "key": key})
+        worker.recv("sketch", deadline, "the hand-over", limit)
+        snap = handover_mod.snapshot(handover_fd, nbytes)
+        window = time.perf_counter() - t0  # what the worker does from here on changes nothing we read
+        timings.update(window_s=window, handover_s=t0 + window - t_returned)
+        t = time.perf_counter()
         worker.close()
+        timings["kill_s"] = time.perf_counter() - t
+        diag["left_behind_removed"] = len(worker.left_behind)
 
         t = time.perf_counter()
-        cand = _candidate(reported, handover, layout, logits_shape)
         result_checks, error, vdiag = checks.verify(
-            expected_tokens=expected_tokens, logits_shape=logits_shape, reported=reported, cand=cand, ref=ref,
-            tol=request["verification"], device=device)
+            expected_tokens=expected_tokens, expected_steps=steps, logits_shape=logits_shape, reported=reported,
+            cand=checks.candidate_sketches(snap, ref["w0"], layout, logits_shape),
+            ref=checks.reference_sketches(ref["sketches"], ref["w0"], layout, logits_shape, ref["loss"]),
+            tol=request["verification"])
         timings["verify_s"] = time.perf_counter() - t
-        diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported.get("total_tokens"),
+        diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported["total_tokens"],
                     n_params=n_params)
-        if type(reported.get("handover_s")) is float:  # the worker's own claim: a diagnostic, never a score
-            timings["worker_handover_s"] = reported["handover_s"]
         if error:
             return finish(error, checks=result_checks, wall_time_seconds=window)
         tps = expected_tokens / window
@@ -498,11 +433,11 @@ def write_result(path: Path, doc: dict) -> None:
 def main(argv=None) -> int:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--request", required=True, type=Path, help="evaluation request (JSON)")
+    parser.add_argument("--request", required=True, help="evaluation request (JSON): a file, or - for stdin "
+                                                          "(a worker under our own uid could read a file)")
     parser.add_argument("--result", required=True, type=Path, help="where to write the result document")
     args = parser.parse_args(argv)
     _libc.prctl(PR_SET_DUMPABLE, 0)
-    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     if not args.result.parent.is_dir():
         print(f"env.py: the result directory {args.result.parent} does not exist", file=sys.stderr)
         return 2
@@ -510,20 +445,27 @@ def main(argv=None) -> int:
     # memory, and a submission can search its own (gc.get_objects(), /proc/self/mem) for the seed and
     # compute the timed run at import time. Nothing of the request exists in this process yet.
     device = choose_device()
-    run_dir = Path(tempfile.mkdtemp(prefix="crusades-run-"))
     handover_fd = handover_mod.new_fd()
-    worker = WorkerProcess(device, run_dir, handover_fd)
+    worker = WorkerProcess(device, handover_fd)
     try:
-        return _run(args, started, worker, device, run_dir, handover_fd)
+        return _run(args, started, worker, device, handover_fd)
     finally:
         worker.close()
         os.close(handover_fd)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _run(args, started: float, worker: WorkerProcess, device, run_dir: Path, handover_fd: int) -> int:
+def _read_request(source: str) -> dict:
+    if source == "-":
+        data = sys.stdin.buffer.read(REQUEST_LIMIT + 1)
+        if len(data) > REQUEST_LIMIT:
+            raise ValueError(f"more than {REQUEST_LIMIT} bytes on stdin")
+        return json.loads(data.decode("utf-8"))
+    return json.loads(Path(source).read_text(encoding="utf-8"))
+
+
+def _run(args, started: float, worker: WorkerProcess, device, handover_fd: int) -> int:
     try:
-        request = json.loads(args.request.read_text(encoding="utf-8"))
+        request = _read_request(args.request)
     except (OSError, ValueError) as e:
         print(f"env.py: cannot read the request {args.request}: {e}", file=sys.stderr)
         return 2
@@ -533,7 +475,7 @@ def _run(args, started: float, worker: WorkerProcess, device, run_dir: Path, han
               file=sys.stderr)
         return 2
     try:
-        doc = evaluate(request, args.result, started, worker, device, run_dir, handover_fd)
+        doc = evaluate(request, args.result, started, worker, device, handover_fd, args.request != "-")
     except Exception as e:  # noqa: BLE001 — our own bug: still answer with a document
         doc = {"schema_version": 1, **{k: request[k] for k in ("task_id", "submission_id", "run_index")},
                "success": False, "tps": 0.0, "mfu": None, "total_tokens": 0, "wall_time_seconds": 0.0,
@@ -546,7 +488,7 @@ def _run(args, started: float, worker: WorkerProcess, device, run_dir: Path, han
             "code": "harness_error", "message": "result failed its own schema: " + "; ".join(problems[:3])})
     try:
         write_result(args.result, doc)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         print(f"env.py: cannot write the result to {args.result}: {e}", file=sys.stderr)
         return 1
     err = doc["error"]

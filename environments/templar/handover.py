@@ -1,83 +1,65 @@
-"""The hand-over buffer: where the worker leaves, inside the timed window, what verification reads (the
-update W - W0 of every tensor and the final logits, in bf16), and where the supervisor reads it once the
-worker is dead. One anonymous shared memory file, made by the supervisor before the fork: no disk, no
-serialisation; on CUDA the worker page-locks it before any miner code runs, so the device-to-host copy in
-the window runs at bus speed. For Qwen2.5-3B that is 7.4 GB instead of 13.6 GB of fp32 safetensors on disk.
+"""The hand-over buffer: where the worker leaves, inside the timed window, the sketches verification reads
+(sketch.py: a few MB, float32). One anonymous memory file per run, made by the supervisor before the fork.
 
-bf16 keeps 8 bits of mantissa: 0.4% relative error per element, far below the 5% tolerance on the update,
-and W - W0 is formed in fp32 on the worker's device before rounding, so the tiny update survives intact."""
-import math
+The supervisor sizes it and seals its size (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) before any miner code
+runs, so a worker cannot truncate it under a reader; and the supervisor never maps it: it takes its
+snapshot with one pread into its own memory, the moment the worker reports. Whatever the worker (or a
+process it left behind) writes after that moment changes nothing."""
+import fcntl
 import mmap
 import os
 
 import torch
 
-DTYPE = torch.bfloat16
-_ALIGN = 64  # elements: every tensor starts on a 128-byte boundary
+import sketch
+
+ITEM = 4  # float32
 
 
 def new_fd() -> int:
-    """The buffer's file, made before the worker is forked (both keep it) and sized once a request names the
-    model. Anonymous memory: it never touches a disk and vanishes with its last holder."""
-    return os.memfd_create("crusades-handover", os.MFD_CLOEXEC)
-
-
-def _slots(layout, logits_shape):
-    entries, offset = {}, 0
-    for key, shape in [(None, tuple(logits_shape)), *layout]:
-        entries[key] = (offset, tuple(shape))
-        offset += -(-math.prod(shape) // _ALIGN) * _ALIGN
-    return entries, offset * DTYPE.itemsize
+    return os.memfd_create("crusades-handover", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
 
 
 def size_of(layout, logits_shape) -> int:
-    return _slots(layout, logits_shape)[1]
+    return sketch.slots(layout, logits_shape)[1] * ITEM
 
 
-class Handover:
-    """The same slots over the same pages, on both sides: each builds it from the layout and the fd."""
+def seal(fd: int, layout, logits_shape) -> int:
+    """Supervisor side, before the worker learns the layout: fixes the size for good."""
+    nbytes = size_of(layout, logits_shape)
+    os.ftruncate(fd, nbytes)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    return nbytes
 
-    def __init__(self, layout, logits_shape, fd: int):
-        self.entries, self.nbytes = _slots(layout, logits_shape)
-        if os.fstat(fd).st_size != self.nbytes:
-            os.ftruncate(fd, self.nbytes)
+
+def snapshot(fd: int, nbytes: int) -> torch.Tensor:
+    """Supervisor side: a private copy of the buffer as it is now (a short read leaves zeros)."""
+    data = bytearray(nbytes)
+    view, done = memoryview(data), 0
+    while done < nbytes:
+        n = os.preadv(fd, [view[done:]], done)
+        if n <= 0:
+            break
+        done += n
+    return torch.frombuffer(data, dtype=torch.float32) if nbytes else torch.zeros(0)
+
+
+class WorkerBuffer:
+    """Worker side: the sealed file mapped as one flat float32 tensor."""
+
+    def __init__(self, fd: int, layout, logits_shape):
+        self.nbytes = size_of(layout, logits_shape)
         self.buf = mmap.mmap(fd, self.nbytes)
-        self._flat = torch.frombuffer(self.buf, dtype=DTYPE)
-
-    def view(self, name: str | None) -> torch.Tensor:
-        """The slot of one parameter's update (or, for None, the logits) as a tensor over the shared pages."""
-        offset, shape = self.entries[name]
-        return self._flat[offset:offset + math.prod(shape)].view(shape)
-
-    def put(self, name: str | None, tensor: torch.Tensor | None) -> bool:
-        """Writes a tensor into its slot when its shape matches; False (nothing written) otherwise. The copy
-        is synchronous: when it returns the values are in host memory."""
-        if tensor is None or name not in self.entries or tuple(tensor.shape) != self.entries[name][1]:
-            return False
-        self.view(name).copy_(tensor.detach().to(DTYPE))
-        return True
+        self.flat = torch.frombuffer(self.buf, dtype=torch.float32)
 
     def pin(self, device: torch.device) -> str:
-        """Page-locks the mapping for the CUDA driver (worker side, before the submission is imported).
-        Returns how it went, for the diagnostics: an unpinned buffer still works, only slower."""
+        """Page-locks the mapping for the CUDA driver (before the submission is imported), so the one copy
+        in the window runs at bus speed. Returns how it went, for the diagnostics."""
         if device.type != "cuda":
             return "not needed"
-        self._flat.fill_(0)  # fault every page in now, not inside the window
+        self.flat.fill_(0)  # fault every page in now, not inside the window
         try:
-            err = int(torch.cuda.cudart().cudaHostRegister(self._flat.data_ptr(), self.nbytes, 0))
+            err = int(torch.cuda.cudart().cudaHostRegister(self.flat.data_ptr(), self.nbytes, 0))
         except (AttributeError, RuntimeError) as e:
             return f"not pinned ({e})"
         return "pinned" if err == 0 else f"not pinned (cudaHostRegister error {err})"
-
-
-def free_memory() -> int | None:
-    """Bytes this process may still take under its cgroup's limit (docker's --memory), or None where there is
-    no limit. The machine's MemAvailable is no guide: a VM's balloon grows on demand."""
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            raw = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read())
-    except (OSError, ValueError):
-        return None
-    return None if raw == "max" else int(raw) - used

@@ -101,16 +101,6 @@ def _draw(gen: torch.Generator, name: str, t: torch.Tensor, std: float) -> None:
         t.fill_(1.0)
 
 
-def initial_weights(layout, seed: int, std: float, device: torch.device):
-    """Yields (name, W0) in layout order, one tensor at a time, so W0 can be redrawn next to a trained model
-    without holding a second copy."""
-    gen = _generator(seed, device)
-    for name, shape in layout:
-        w0 = torch.empty(shape, device=device)
-        _draw(gen, name, w0, std)
-        yield name, w0
-
-
 @torch.no_grad()
 def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
     """Draws W0 straight into the parameters: in the worker this runs inside the timed window."""
@@ -118,16 +108,6 @@ def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
     gen = _generator(seed, params[0][1].device)
     for name, p in params:
         _draw(gen, name, p, std)
-
-
-@torch.no_grad()
-def updates(model: torch.nn.Module, layout, seed: int, std: float):
-    """Yields (name, W - W0 or None) in layout order; None where the model lacks the tensor or reshaped it."""
-    params = dict(model.named_parameters())
-    device = next(iter(params.values())).device
-    for name, w0 in initial_weights(layout, seed, std, device):
-        p = params.get(name)
-        yield name, (p.detach().float() - w0 if p is not None and p.shape == w0.shape else None)
 
 
 def make_tokens(seed: int, count: int, batch: int, seq: int, vocab: int, data_path: str | None) -> torch.Tensor:
@@ -154,17 +134,18 @@ def make_optimizer(model: torch.nn.Module, opt: dict, **impl) -> torch.optim.Opt
                              weight_decay=opt["weight_decay"], **impl)
 
 
-def use_autocast(device: torch.device) -> bool:
-    # bf16 compute with fp32 master weights on GPUs; plain fp32 on CPU, where bf16 is slow and rarely native.
-    return device.type == "cuda"
+def autocast(device: torch.device, enabled: bool):
+    """The profile's precision: bf16 autocast over fp32 master weights (GPUs, and tiny-bf16 on a CPU), or
+    plain fp32. The harness calls inner_steps inside it and tells the submission through CRUSADES_AUTOCAST."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def reference_steps(model, batches: torch.Tensor, optimizer, device: torch.device):
+def reference_steps(model, batches: torch.Tensor, optimizer, device: torch.device, bf16: bool):
     """The plain loop every submission is measured against (local_test/train.py is the same loop)."""
     logits = loss = None
     for batch in batches:
         batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast(device)):
+        with autocast(device, bf16):
             logits = model(input_ids=batch[:, :-1]).logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         loss.backward()
