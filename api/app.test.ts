@@ -7,6 +7,7 @@ import type { z } from "zod";
 import { Store } from "../core/storage/store.ts";
 import { result, seedEmpty, seedScenario, THRESHOLD, type Scenario } from "../tests/fixtures/seed-db.ts";
 import type { Database } from "../core/storage/sqlite.ts";
+import { migrations } from "../core/storage/migrations.ts";
 import { createApp, openStoreForApi, type App } from "./app.ts";
 import {
   ApiError,
@@ -70,7 +71,7 @@ describe("seeded scenario", () => {
 
   test("health", async () => {
     const h = await expectDoc(app, "/health", Health);
-    expect(h.schema_version).toBe(1);
+    expect(h.schema_version).toBe(migrations.length);
   });
 
   test("overview: 24 h window, threshold leader and its improvement over the leader a day ago", async () => {

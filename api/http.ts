@@ -3,9 +3,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { gzipSync } from "node:zlib";
 
-/** Paths served without the API key: liveness, the page and its assets, the API description. */
-export const isOpen = (path: string) => !(path === "/leaderboard" || path.startsWith("/api/"));
-
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
 /** Constant-time key check (hashing first makes the lengths equal). */
@@ -20,8 +17,17 @@ export interface CorsPolicy {
 
 export function corsHeaders(policy: CorsPolicy, origin: string | null): Record<string, string> {
   if (policy.origins.includes("*")) return { "access-control-allow-origin": "*" };
+  // With an allowlist the grant depends on Origin, so a shared cache must key on it, whether or not this
+  // origin got one.
   if (origin && policy.origins.includes(origin)) return { "access-control-allow-origin": origin, vary: "Origin" };
-  return {};
+  return { vary: "Origin" };
+}
+
+/** `headers` with `token` added to its Vary list (never replacing what CORS put there). */
+export function withVary(headers: Record<string, string>, token: string): Record<string, string> {
+  const have = (headers.vary ?? "").split(",").map((t) => t.trim()).filter(Boolean);
+  if (!have.some((t) => t.toLowerCase() === token.toLowerCase())) have.push(token);
+  return { ...headers, vary: have.join(", ") };
 }
 
 export function preflight(policy: CorsPolicy, origin: string | null): Response {

@@ -20,9 +20,15 @@ export type Outcome = z.infer<typeof Outcome>;
 
 // ---- queries -----------------------------------------------------------------------------------
 
+// Query integers are plain decimal digits. Number() would also take "", "0x10", "1e2" and " 5", so a typo
+// would become a different page instead of a 400.
+const digits = (v: unknown) => (typeof v === "string" && /^[0-9]{1,15}$/.test(v) ? Number(v) : v);
+const queryInt = (min: number, max: number, fallback: number) =>
+  z.preprocess(digits, z.number({ error: "expected a whole number in decimal digits" }).int().min(min).max(max).default(fallback));
+
 const page = (defaultLimit: number, maxLimit: number) => ({
-  limit: z.coerce.number().int().min(1).max(maxLimit).default(defaultLimit).describe(`items per page, 1–${maxLimit}`),
-  offset: z.coerce.number().int().min(0).max(1_000_000_000).default(0).describe("items to skip"),
+  limit: queryInt(1, maxLimit, defaultLimit).describe(`items per page, 1–${maxLimit}`),
+  offset: queryInt(0, 1_000_000_000, 0).describe("items to skip"),
 });
 
 export const PageQuery = z.strictObject(page(50, 500));
@@ -66,7 +72,7 @@ export const Health = z
     schema_version: Count.describe("the store's migration version"),
     time: Timestamp,
   })
-  .describe("the API is up and can read the store");
+  .describe("the API is up and its store passed the last integrity check");
 
 export const LeaderSummary = z.object({
   submission_id: z.string(),

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { acceptsGzip } from "./http.ts";
+import { acceptsGzip, withVary } from "./http.ts";
 
 export interface Asset {
   type: string;
@@ -52,7 +52,7 @@ export function webAssets(): Map<string, Asset> {
 }
 
 export function serveAsset(a: Asset, request: Request, headers: Record<string, string>): Response {
-  const h = { ...headers, "content-type": a.type, "cache-control": a.cache, vary: "Accept-Encoding" };
+  const h = { ...withVary(headers, "Accept-Encoding"), "content-type": a.type, "cache-control": a.cache };
   if (acceptsGzip(request)) return new Response(a.gzipped, { headers: { ...h, "content-encoding": "gzip" } });
   return new Response(a.body, { headers: h });
 }

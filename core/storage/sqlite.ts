@@ -30,24 +30,44 @@ interface Driver {
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-async function openDriver(path: string): Promise<Driver> {
+async function openDriver(path: string, readonly: boolean): Promise<Driver> {
   if (isBun) {
     const { Database } = await import("bun:sqlite");
-    return new Database(path, { create: true }) as unknown as Driver;
+    return new Database(path, readonly ? { readonly: true } : { create: true }) as unknown as Driver;
   }
   const { DatabaseSync } = await import("node:sqlite");
-  return new DatabaseSync(path) as unknown as Driver;
+  return new DatabaseSync(path, { readOnly: readonly }) as unknown as Driver;
+}
+
+/**
+ * SQLite's primary result code (SQLITE_BUSY = 5, SQLITE_CORRUPT = 11, SQLITE_NOTADB = 26, …) of an error
+ * thrown by either driver, or null when the error did not come from SQLite.
+ */
+export function sqliteErrorCode(e: unknown): number | null {
+  const err = e as { name?: unknown; errno?: unknown; errcode?: unknown } | null;
+  const code = err?.errcode ?? (err?.name === "SQLiteError" ? err.errno : undefined);
+  return typeof code === "number" ? code & 0xff : null;
 }
 
 // Uint8Array out of node:sqlite, Uint8Array (Buffer-like) out of bun: both already fine; rows from
 // node:sqlite have a null prototype, which breaks nothing but toEqual in tests, so copy them.
 const plain = (row: unknown) => (row == null ? undefined : { ...(row as object) });
 
-export async function openDatabase(path: string): Promise<Database> {
-  const driver = await openDriver(path);
-  driver.exec("PRAGMA journal_mode = WAL");
+export interface OpenOptions {
+  /**
+   * Opens without write access and sets no pragma that writes (journal_mode would): for readers such as
+   * the API, which may run as a user that can read the store but not write it or its directory.
+   */
+  readonly?: boolean;
+}
+
+export async function openDatabase(path: string, opts: OpenOptions = {}): Promise<Database> {
+  const driver = await openDriver(path, opts.readonly ?? false);
+  if (!opts.readonly) {
+    driver.exec("PRAGMA journal_mode = WAL");
+    driver.exec("PRAGMA synchronous = NORMAL");
+  }
   driver.exec("PRAGMA foreign_keys = ON");
-  driver.exec("PRAGMA synchronous = NORMAL");
   driver.exec("PRAGMA busy_timeout = 5000");
   const cache = new Map<string, ReturnType<Driver["prepare"]>>();
   let depth = 0;
