@@ -236,7 +236,7 @@ export function createPipeline(o: PipelineOptions) {
   }
 
   /** Records a weight decision for the current leader and queues it for the sinks. */
-  async function decideWeights(block: number | null, uidOf: (hotkey: string) => Promise<number | null> | number | null) {
+  async function decideWeights(block: number | null, uidOf: (hotkey: string) => Promise<number | null> | number | null, genesisHash: string | null = null) {
     const leader = store.leader(hparams.leader_threshold);
     let uid: number | null = null;
     let why = "";
@@ -246,7 +246,7 @@ export function createPipeline(o: PipelineOptions) {
     }
     const plan = planWeights(uid, hparams.burn_uid, hparams.burn_rate, why);
     const decision = { block, ...plan, leaderSubmissionId: leader?.id ?? null };
-    const id = store.recordWeights(decision, sinkNames);
+    const id = store.recordWeights(decision, sinkNames, genesisHash);
     log.info(`weights decision #${id}: ${plan.reason}`, { uids: plan.uids, weights: plan.weights });
     return { id, ...decision };
   }

@@ -101,6 +101,28 @@ describe("scheduler", () => {
     b.store.close();
   });
 
+  test("a head behind the store's last decision (a chain reset under the same genesis) does not hold weights back", async () => {
+    const h: Harness = { submissions: [], gate: null, delivered: [], sinkDown: false };
+    let block = 5000;
+    const a = await setup({ currentBlock: async () => block, genesisHash: "0xaa" }, h);
+    expect((await a.scheduler.maybeSetWeights())?.block).toBe(5000);
+    block = 40; // the same genesis, restarted from scratch
+    expect((await a.scheduler.maybeSetWeights())?.block).toBe(40);
+    expect(a.log.lines.filter((l) => l.includes("behind this store's last weights decision (block 5000)"))).toHaveLength(1);
+    block = 90; // the decision at 40 counts again: not due until after 140
+    expect(await a.scheduler.maybeSetWeights()).toBeNull();
+    // Another chain's decisions never count here.
+    const other = await setup({ currentBlock: async () => 100, genesisHash: "0xbb" }, h, a.path);
+    expect((await other.scheduler.maybeSetWeights())?.block).toBe(100);
+    expect(a.store.db.prepare("SELECT genesis_hash AS g, block FROM weight_decisions ORDER BY id").all()).toEqual([
+      { g: "0xaa", block: 5000 },
+      { g: "0xaa", block: 40 },
+      { g: "0xbb", block: 100 },
+    ]);
+    a.store.close();
+    other.store.close();
+  });
+
   test("runOnce scores everything, decides weights once for the leader and delivers every event", async () => {
     const h: Harness = { submissions: [sub(1), sub(2)], gate: null, delivered: [], sinkDown: false };
     const { store, scheduler } = await setup({}, h);

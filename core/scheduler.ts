@@ -14,6 +14,8 @@ import type { Store } from "./storage/store.ts";
 
 export interface WeightsClock {
   intervalBlocks: number;
+  /** The chain's genesis hash: the store's decisions count only on the chain they were made on. */
+  genesisHash?: string;
   currentBlock(): Promise<number>;
   /** Block at which this validator's hotkey last set (or committed) weights on chain; 0 when never. */
   lastUpdate(): Promise<number>;
@@ -77,8 +79,7 @@ export function createScheduler(o: SchedulerOptions) {
     return delivering;
   }
 
-  /** The newest decision's block, in the same store the decision was written to, so it survives a kill. */
-  const lastDecisionBlock = () => store.db.prepare("SELECT MAX(block) AS b FROM weight_decisions").get<{ b: number | null }>()?.b ?? 0;
+  let warnedBehind = false;
 
   const settleStatus = () => {
     const current = store.getState<ValidatorStatus>("validator:status")?.current ?? [];
@@ -90,14 +91,25 @@ export function createScheduler(o: SchedulerOptions) {
     const w = o.weights;
     if (!w) return null;
     const [block, onChain] = await Promise.all([w.currentBlock(), w.lastUpdate()]);
-    const last = Math.max(onChain, lastDecisionBlock());
+    // The newest decision is read from the store it was written to, so it survives a kill. One above the
+    // head means the chain was reset under the same genesis (or the node is still syncing): it would
+    // hold weights back until the chain passes it, so only decisions up to the head count then.
+    const genesis = w.genesisHash ?? null;
+    const newest = store.lastDecisionBlock(genesis);
+    if (newest > block && !warnedBehind) {
+      log.warn(
+        `the chain's head (block ${block}) is behind this store's last weights decision (block ${newest}): the chain was reset or the node is still syncing; decisions above the head are ignored (after a reset, give the validator a new database file)`,
+      );
+      warnedBehind = true;
+    }
+    const last = Math.max(onChain, newest > block ? store.lastDecisionBlock(genesis, block) : newest);
     if (last > 0 && block - last <= w.intervalBlocks) {
       logSkip(`weights: last set at block ${last}; not due until after block ${last + w.intervalBlocks} (now ${block})`);
       return null;
     }
     pipeline.setStatus({ state: "setting_weights" });
     try {
-      const decision = await pipeline.decideWeights(block, (hotkey) => w.uidOf(hotkey));
+      const decision = await pipeline.decideWeights(block, (hotkey) => w.uidOf(hotkey), w.genesisHash ?? null);
       pipeline.setStatus({ lastWeightsBlock: block });
       return decision;
     } finally {

@@ -17,6 +17,8 @@ export interface ChainBinding {
   signer: KeyringPair;
   /** The validator's uid on `netuid`, checked at start. */
   uid: number;
+  /** The chain's genesis hash, so state a plugin keeps is kept per chain (a reset chain starts clean). */
+  genesisHash?: string;
 }
 
 export interface ChainBound {

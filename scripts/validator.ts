@@ -60,6 +60,7 @@ interface Chain {
   client: ChainClient;
   hotkey: string;
   uid: number;
+  genesisHash: string;
 }
 
 async function joinChain(config: Config, hparams: HParams, netuid: number, log: Logger): Promise<Chain> {
@@ -73,11 +74,14 @@ async function joinChain(config: Config, hparams: HParams, netuid: number, log: 
       "not_registered",
     );
   }
+  const genesisHash = client.api.genesisHash.toHex();
   for (const p of [...config.sources, ...config.sinks]) {
-    if (needsChain(p)) p.bindChain({ chain: client, netuid, hparams, signer: key.pair, uid });
+    if (needsChain(p)) p.bindChain({ chain: client, netuid, hparams, signer: key.pair, uid, genesisHash });
   }
-  return { client, hotkey: key.ss58, uid };
+  return { client, hotkey: key.ss58, uid, genesisHash };
 }
+
+const short = (hash: string) => `${hash.slice(0, 10)}…`;
 
 function summary(config: Config, hparams: HParams, netuid: number, chain: Chain | null, path: string, once: boolean): string {
   const bench = benchmarkSettings(hparams, config.profile);
@@ -85,7 +89,7 @@ function summary(config: Config, hparams: HParams, netuid: number, chain: Chain 
   const executorNote = config.executor.name === "process" ? " (unsafe: no sandbox, development only)" : "";
   return [
     `crusades validator${once ? " (--once)" : ""}`,
-    `  network   ${chain ? `${endpoint === config.network ? endpoint : `${config.network} (${endpoint})`}, netuid ${netuid}` : "none (no chain plugin)"}`,
+    `  network   ${chain ? `${endpoint === config.network ? endpoint : `${config.network} (${endpoint})`}, netuid ${netuid}, genesis ${short(chain.genesisHash)}` : "none (no chain plugin)"}`,
     `  hotkey    ${chain ? `${chain.hotkey}, uid ${chain.uid}` : "none"}`,
     `  sources   ${config.sources.map((s) => s.name).join(", ")}`,
     `  executor  ${config.executor.name}${executorNote}`,
@@ -108,6 +112,12 @@ async function main(): Promise<number> {
   const dbPath = resolve(config.database);
   mkdirSync(dirname(dbPath), { recursive: true });
   const store = await Store.open(dbPath);
+  const previousChain = chain && store.bindChain(chain.genesisHash).previous;
+  if (chain && previousChain) {
+    log.warn(
+      `${dbPath} was last used on the chain with genesis ${short(previousChain)}, but ${resolveEndpoint(config.network)} serves genesis ${short(chain.genesisHash)} (a reset chain or another network): weights start over on this chain; the submissions already in the store stay (give each chain its own database file to keep them apart)`,
+    );
+  }
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (name: string) => {
@@ -136,6 +146,7 @@ async function main(): Promise<number> {
   });
   const weights: WeightsClock | null = chain && {
     intervalBlocks: hparams.set_weights_interval_blocks,
+    genesisHash: chain.genesisHash,
     currentBlock: () => chain.client.currentBlock(),
     lastUpdate: () => chain.client.lastUpdate(netuid, chain.uid),
     uidOf: (hotkey) => chain.client.uidOf(netuid, hotkey),

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
+import { Store } from "../core/storage/store.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
 
@@ -132,5 +133,31 @@ describe("an outage while running", () => {
     expect(during.filter((l) => l.includes("reconnected to"))).toHaveLength(1);
     const other = during.filter((l) => !/lost|redialling|reconnected to/.test(l));
     expect(other).toEqual([]);
+  }, 120_000);
+});
+
+describe("a chain reset", () => {
+  test("a store from another chain is named, and weights are set on the new one at once", async () => {
+    const db = { database: join(dir, "reset.db") };
+    const old = await localnet(0);
+    for (let i = 0; i < 120; i++) old.produceBlock();
+    const first = validator(config("reset-a", old.url, db));
+    await until("weights on the first chain", () => first.output().includes("weights decision #1"));
+    first.child.kill("SIGTERM");
+    expect(await first.done).toBe(0);
+    await old.stop();
+    const store = await Store.open(db.database);
+    const decidedAt = store.db.prepare("SELECT block FROM weight_decisions WHERE id = 1").get<{ block: number }>()!.block;
+    store.close();
+    expect(decidedAt).toBeGreaterThanOrEqual(120);
+
+    const fresh = await localnet(0);
+    expect(fresh.genesisHash).not.toBe(old.genesisHash);
+    const second = validator(config("reset-b", fresh.url, db));
+    await until("a weights decision on the fresh chain", () => second.output().includes("weights decision #2"));
+    expect(fresh.block()).toBeLessThan(decidedAt);
+    second.child.kill("SIGTERM");
+    expect(await second.done).toBe(0);
+    expect(second.output()).toContain(`was last used on the chain with genesis ${old.genesisHash.slice(0, 10)}…, but ${fresh.url} serves genesis ${fresh.genesisHash.slice(0, 10)}…`);
   }, 120_000);
 });

@@ -117,6 +117,12 @@ export const migrations: string[] = [
     updated_at  INTEGER NOT NULL
   );
   `,
+  // 2: weight decisions belong to one chain, named by its genesis hash (NULL: recorded before this, adopted
+  // by the first chain the validator meets), so a reset chain or another network starts its own clock
+  `
+  ALTER TABLE weight_decisions ADD COLUMN genesis_hash TEXT;
+  CREATE INDEX weight_decisions_chain ON weight_decisions(genesis_hash, block);
+  `,
 ];
 
 export function migrate(db: Database): number {

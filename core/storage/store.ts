@@ -299,13 +299,35 @@ export class Store {
   }
 
   /** Stores a weight decision and queues it for the sinks; returns its id. */
-  recordWeights(decision: { block: number | null; uids: number[]; weights: number[]; reason: string; leaderSubmissionId: string | null }, sinks: string[]): number {
+  recordWeights(
+    decision: { block: number | null; uids: number[]; weights: number[]; reason: string; leaderSubmissionId: string | null },
+    sinks: string[],
+    genesisHash: string | null = null,
+  ): number {
     return this.db.transaction(() => {
       const { lastInsertRowid } = this.db
-        .prepare("INSERT INTO weight_decisions(block, uids_json, weights_json, reason, leader_submission_id, at) VALUES (?, ?, ?, ?, ?, ?)")
-        .run(decision.block, JSON.stringify(decision.uids), JSON.stringify(decision.weights), decision.reason, decision.leaderSubmissionId, this.now());
+        .prepare("INSERT INTO weight_decisions(block, uids_json, weights_json, reason, leader_submission_id, at, genesis_hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .run(decision.block, JSON.stringify(decision.uids), JSON.stringify(decision.weights), decision.reason, decision.leaderSubmissionId, this.now(), genesisHash);
       this.addEvent(`weights:${lastInsertRowid}`, { kind: "weights", decisionId: lastInsertRowid, ...decision }, sinks);
       return lastInsertRowid;
+    });
+  }
+
+  /** The newest weights decision's block on the chain with this genesis hash, at or below `upTo`; 0 when none. */
+  lastDecisionBlock(genesisHash: string | null, upTo = Number.MAX_SAFE_INTEGER): number {
+    return this.db.prepare("SELECT MAX(block) AS b FROM weight_decisions WHERE genesis_hash IS ? AND block <= ?").get<{ b: number | null }>(genesisHash, upTo)?.b ?? 0;
+  }
+
+  /**
+   * Ties the store to the chain it meets: decisions from before genesis hashes were recorded are
+   * adopted by the first chain; returns the chain it was tied to before, when that was another one.
+   */
+  bindChain(genesisHash: string): { previous: string | null } {
+    return this.db.transaction(() => {
+      const previous = this.getState<string>("chain:genesis_hash") ?? null;
+      if (previous === null) this.db.prepare("UPDATE weight_decisions SET genesis_hash = ? WHERE genesis_hash IS NULL").run(genesisHash);
+      this.setState("chain:genesis_hash", genesisHash);
+      return { previous: previous === genesisHash ? null : previous };
     });
   }
 

@@ -43,11 +43,14 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
   const slot = bindingSlot("source chain-reveals");
 
   async function poll(ctx: SourceContext): Promise<Submission[]> {
-    const { chain, netuid, hparams } = slot.get();
+    const { chain, netuid, hparams, genesisHash } = slot.get();
     const minBlocks = opts.minBlocksBetweenCommits ?? hparams.min_blocks_between_commits;
     const reveals = await chain.revealedCommitments(netuid);
     reveals.sort((a, b) => a.block - b.block || (a.hotkey < b.hotkey ? -1 : a.hotkey > b.hotkey ? 1 : 0));
-    const st = { ...emptyState(), ...ctx.state.get<RevealState>("decisions") };
+    // Claims and rate limits hold on one chain: keyed by its genesis hash, a reset chain or another
+    // network starts clean. The unkeyed entry is what a store written before the keying holds.
+    const key = genesisHash ? `decisions:${genesisHash}` : "decisions";
+    const st = { ...emptyState(), ...(ctx.state.get<RevealState>(key) ?? ctx.state.get<RevealState>("decisions")) };
     const out: Submission[] = [];
     const uids = new Map<string, number | null>();
     let changed = false;
@@ -105,7 +108,10 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
       st.lastAccepted[r.hotkey] = { block: r.block, id };
       out.push({ id, hotkey: r.hotkey, uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, source: "chain-reveals" });
     }
-    if (changed) ctx.state.set("decisions", st);
+    if (changed) {
+      ctx.state.set(key, st);
+      if (key !== "decisions" && ctx.state.get("decisions")) ctx.state.set("decisions", null);
+    }
     return out;
   }
 
