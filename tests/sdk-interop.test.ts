@@ -141,6 +141,19 @@ describe.skipIf(!ready)("the Python bittensor SDK against the localnet", () => {
     expect(sdk.revealed![0]![1].trim()).toBe(revealed.data.trim());
   }, 120_000);
 
+  test("a commitment the SDK timelocked to drand quicknet is dropped at its reveal, and core/chain reports why", async () => {
+    const miner = net.accounts.miners[2]!;
+    const sent = await runInterop<SdkOutcome & { revealRound: number }>(["commit-timelocked", net.url, netuid, miner.uri, "sealed by the SDK"]);
+    expect(sent).toMatchObject({ success: true });
+    const dropped = await until("the localnet to drop the SDK's commitment", async () =>
+      (await chain.droppedCommitments(net.netuid)).find((d) => d.hotkey === miner.ss58),
+    );
+    expect(dropped.revealRound).toBe(sent.revealRound);
+    expect(dropped.reason).toContain("encrypted to another beacon key");
+    const status = await chain.lastCommitment(net.netuid, miner.ss58);
+    expect({ pending: status.pending, revealed: status.revealed }).toEqual({ pending: null, revealed: null });
+  }, 60_000);
+
   test("the SDK's SetWeights intent needs SubtensorModule.SubnetEpochConsensus, which the spec-381 metadata lacks (README: known differences)", async () => {
     const result = await runInterop<SdkOutcome>(["set-weights-intent", net.url, netuid, net.accounts.validator.uri]);
     expect(result.success).toBe(false);

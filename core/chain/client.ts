@@ -32,6 +32,16 @@ export interface RevealedCommitment {
   data: string;
 }
 
+/** A timelocked commitment a localnet could not reveal (see `droppedCommitments`). */
+export interface DroppedCommitment {
+  netuid: number;
+  hotkey: string;
+  /** The block whose reveal dropped it. */
+  block: number;
+  revealRound: number;
+  reason: string;
+}
+
 export interface CommitmentStatus {
   /** Block of the hotkey's last set_commitment, if any. */
   committedBlock: number | null;
@@ -177,6 +187,17 @@ export async function connectChain(opts: ChainOptions) {
         }
       }
       return out;
+    },
+
+    /**
+     * Timelocked commitments the localnet dropped at their reveal, with the reason (e.g. encrypted to
+     * another beacon's key). A real node drops them silently and has no such method: there, always [].
+     */
+    async droppedCommitments(netuid: number): Promise<DroppedCommitment[]> {
+      await conn.whenConnected();
+      const { methods } = (await conn.provider.send("rpc_methods", [])) as { methods: string[] };
+      if (!methods.includes("localnet_droppedCommitments")) return [];
+      return (await conn.provider.send("localnet_droppedCommitments", [netuid])) as DroppedCommitment[];
     },
 
     async lastCommitment(netuid: number, hotkey: string): Promise<CommitmentStatus> {

@@ -103,7 +103,7 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(revealed()).toBeUndefined();
   }, 30_000);
 
-  test("a ciphertext for another beacon key is dropped silently, as the chain does", () => {
+  test("a ciphertext for another beacon key is dropped, as the chain does; the localnet logs and records the cause", () => {
     const round = roundAt(now) + 1n;
     const otherBeacon = "0x83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a";
     net.chain.submit(commitTimelocked(miner, 0, round, new TextEncoder().encode("quicknet, not ours"), otherBeacon));
@@ -114,6 +114,10 @@ describe("timelocked commitments (chain-spec §1.6)", () => {
     expect(revealed()).toBeUndefined();
     expect(state().has("commitments", "commitmentOf", net.netuid, hex(miner))).toBe(false);
     expect(state().must("commitments", "timelockedIndex").toJSON()).toEqual([]);
+    const warned = log.lines.filter((l) => / warn +timelocked commitment dropped at the reveal/.test(l));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain("encrypted to another beacon key");
+    expect(net.chain.droppedCommitments).toEqual([{ netuid: net.netuid, who: hex(miner), block: b.number, revealRound: round, reason: expect.stringContaining("quicknet") }]);
   }, 30_000);
 
   test("RevealedCommitments keeps the last 10 reveals, oldest first", () => {

@@ -8,7 +8,7 @@ import { blake2AsU8a } from "@polkadot/util-crypto";
 import type { Logger } from "../../core/log.ts";
 import { account, chargeFee, feeFor, incrementNonce } from "./balances.ts";
 import { revealTimelockedCommitments } from "./commitments.ts";
-import { BlockContext, DispatchFailure } from "./context.ts";
+import { BlockContext, DispatchFailure, type DroppedCommitment } from "./context.ts";
 import { dispatch, paysFee } from "./dispatch.ts";
 import { ingestPulses, type BeaconKey } from "./drand.ts";
 import type { Runtime } from "./runtime.ts";
@@ -19,6 +19,8 @@ import { RpcError, validateTransaction, type ChainView, type ValidTx } from "./v
 
 /** Blocks whose state stays queryable; older ones answer like a pruning node. */
 const KEPT_STATES = 512;
+/** Dropped commitments remembered for `localnet_droppedCommitments`. */
+const KEPT_DROPPED = 1000;
 /** How often (in blocks) old state versions are pruned. */
 const PRUNE_EVERY = 64;
 
@@ -50,6 +52,8 @@ export class Chain implements ChainView {
   /** tx hash → block number it landed in, until that block is finalized. */
   readonly #landed = new Map<string, number>();
   #history = new StateHistory(0, []);
+  /** Timelocked commitments the reveal dropped (newest last), for `localnet_droppedCommitments`. */
+  readonly droppedCommitments: DroppedCommitment[] = [];
 
   constructor(
     readonly runtime: Runtime,
@@ -159,7 +163,18 @@ export class Chain implements ChainView {
   produceBlock(nowMs = Date.now()): Block {
     const number = this.best + 1;
     const parent = this.head;
-    const ctx = new BlockContext(this.runtime, this.state, number, nowMs, (msg, fields) => this.log.debug(msg, { block: number, ...fields }));
+    const ctx = new BlockContext(
+      this.runtime,
+      this.state,
+      number,
+      nowMs,
+      (msg, fields) => this.log.debug(msg, { block: number, ...fields }),
+      (dropped) => {
+        this.log.warn(`timelocked commitment dropped at the reveal: ${dropped.reason}`, { block: number, netuid: dropped.netuid, who: dropped.who, revealRound: String(dropped.revealRound) });
+        this.droppedCommitments.push(dropped);
+        this.droppedCommitments.splice(0, this.droppedCommitments.length - KEPT_DROPPED);
+      },
+    );
     const s = this.state;
     s.put("system", "number", [], number);
     s.put("system", "parentHash", [], parent.hash);

@@ -2,7 +2,7 @@
 // the on_initialize reveal of TimelockEncrypted fields once their drand pulse is on chain (§1.6).
 import type { Codec } from "@polkadot/types/types";
 import { u8aToHex } from "@polkadot/util";
-import { decrypt } from "../../core/timelock/index.ts";
+import { decrypt, TimelockError } from "../../core/timelock/index.ts";
 import type { BlockContext } from "./context.ts";
 import { pulseSignature } from "./drand.ts";
 import { epochIndex, isRegistered } from "./subtensor.ts";
@@ -106,12 +106,21 @@ export function revealTimelockedCommitments(ctx: BlockContext): void {
         continue;
       }
       processed = true;
+      const revealRound = BigInt(field.value.revealRound!.toString());
+      // The chain drops a field it cannot decrypt, silently (chain-spec §8.6); the localnet says why.
+      const drop = (reason: string) => ctx.dropCommitment({ netuid, who, block: ctx.block, revealRound, reason });
       try {
         const plain = decrypt(field.value.encrypted!.toU8a(true), signature);
         if (plain.length) reveals.push(plain);
+        else drop("it decrypts to no bytes");
       } catch (error) {
-        // The chain drops a field it cannot decrypt, silently (chain-spec §8.6).
-        ctx.trace("timelocked commitment dropped: cannot decrypt", { netuid, who, error: (error as Error).message });
+        drop(
+          error instanceof TimelockError && error.reason === "wrong_signature"
+            ? `encrypted to another beacon key: the localnet beacon's signature for round ${revealRound} does not open it. ` +
+                "bittensor-drand, bittensor-core and the bittensor SDK encrypt to drand quicknet's key, whose rounds only " +
+                "drand can sign; commit with Crusades' CLI, or encrypt to this chain's Drand.BeaconConfig public key"
+            : `it cannot be decrypted: ${(error as Error).message}`,
+        );
       }
     }
     if (!processed) {

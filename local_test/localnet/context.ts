@@ -4,6 +4,16 @@ import { compactToU8a, u8aConcat } from "@polkadot/util";
 import type { DispatchErrorJson, Runtime } from "./runtime.ts";
 import type { State } from "./state.ts";
 
+export interface DroppedCommitment {
+  netuid: number;
+  /** The committer's account, hex. */
+  who: string;
+  /** The block whose reveal dropped it. */
+  block: number;
+  revealRound: bigint;
+  reason: string;
+}
+
 export type Phase = { ApplyExtrinsic: number } | "Finalization" | "Initialization";
 
 export class DispatchFailure extends Error {
@@ -27,6 +37,8 @@ export class BlockContext {
     readonly nowMs: number,
     /** What the runtime would log::trace: why a reveal was dropped, for whoever runs the localnet. */
     readonly trace: (msg: string, fields?: Record<string, unknown>) => void = () => {},
+    /** A timelocked commitment the reveal dropped, with why: the chain says nothing, a miner needs to know. */
+    readonly dropCommitment: (dropped: DroppedCommitment) => void = () => {},
   ) {}
 
   deposit(pallet: string, name: string, fields: unknown[] = []): void {

@@ -2,7 +2,7 @@
 // storage, sign, submit and watch. Transport-free: an adapter (server.ts) feeds it text frames and
 // gives it a send function per connection. Unknown methods get -32601 at once, never silence.
 import { hexToU8a, isHex, u8aToHex } from "@polkadot/util";
-import { blake2AsU8a, decodeAddress } from "@polkadot/util-crypto";
+import { blake2AsU8a, decodeAddress, encodeAddress } from "@polkadot/util-crypto";
 import type { Logger } from "../../core/log.ts";
 import type { Block, Chain, ChainEvents, TxStatus } from "./chain.ts";
 import { SERVED_METADATA_VERSIONS } from "./metadata-versions.ts";
@@ -306,6 +306,17 @@ export class RpcHandler {
       },
       author_unwatchExtrinsic: unsub,
       author_pendingExtrinsics: () => chain.pending(),
+
+      // Localnet only (a node drops these silently and has no such method): why each timelocked commitment
+      // was dropped at its reveal, so a validator or miner can show it. Clients look for it in rpc_methods.
+      localnet_droppedCommitments: ([netuid]) => {
+        if (netuid !== undefined && netuid !== null && (typeof netuid !== "number" || !Number.isInteger(netuid))) {
+          throw new RpcError(-32602, "Invalid params: netuid must be an integer");
+        }
+        return chain.droppedCommitments
+          .filter((d) => netuid === undefined || netuid === null || d.netuid === netuid)
+          .map((d) => ({ netuid: d.netuid, hotkey: encodeAddress(d.who, runtime.ss58Prefix), block: d.block, revealRound: Number(d.revealRound), reason: d.reason }));
+      },
 
       payment_queryInfo: ([hex]) => {
         const bytes = hexToU8a(hexParam(hex, "extrinsic"));
