@@ -2,7 +2,7 @@
 // The validator: reads submissions from its sources, evaluates them with its executor, scores them and
 // hands scores and weights to its sinks, all as configured in crusades.config.ts.
 // Exit codes: 0 done or stopped by a signal, 1 failed (hotkey not registered, chain unreachable, events
-// left undelivered after --once), 2 bad usage or config.
+// left undelivered after --once), 2 bad usage, config or database path.
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -200,7 +200,7 @@ main().then(
   (e: Error) => {
     if (e instanceof UserError) {
       console.error(`validator: ${e.message}`);
-      process.exit(e.code === "usage" || e.code === "bad_config" ? 2 : 1);
+      process.exit(e.code === "usage" || e.code === "bad_config" || e.code === "bad_database" ? 2 : 1);
     }
     console.error(`validator: ${e.message}`);
     if (process.env.CRUSADES_LOG_LEVEL === "debug") console.error(e.stack);

@@ -1,7 +1,9 @@
 // The miner CLI as a miner runs it: a subprocess, against code hosted on a real loopback HTTP server.
 // The chain-touching paths are in tests/chain.test.ts (they need the localnet).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { dirname } from "node:path";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
 
@@ -100,6 +102,22 @@ describe("submit before the chain", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("/nonexistent-home/.bittensor/wallets/ghost/hotkeys/hk");
     expect(r.stdout).not.toContain("connecting");
+  }, 60_000);
+
+  test("a hotkey path that is a directory is named, one line, no stack", async () => {
+    const wallets = mkdtempSync(join(tmpdir(), "crusades-submit-wallets-"));
+    try {
+      const key = join(wallets, "w", "hotkeys", "hk");
+      mkdirSync(key, { recursive: true });
+      const r = await runCli(["submit", `${base}/train.py`, "--allow-loopback", "--wallet.path", wallets, "--wallet.name", "w", "--wallet.hotkey", "hk", "--network", "ws://127.0.0.1:9", "--yes"], {
+        CRUSADES_HOTKEY_URI: "",
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split("\n")).toEqual([expect.stringContaining(`error: hotkey file ${key} is a directory, not a hotkey file`)]);
+      expect(r.stdout).not.toContain("connecting");
+    } finally {
+      rmSync(wallets, { recursive: true, force: true });
+    }
   }, 60_000);
 
   test("a URL too long to commit is refused before the wallet or the chain are touched", async () => {

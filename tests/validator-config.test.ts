@@ -2,7 +2,7 @@
 // the file or the field, and the exit status is 2, before anything runs.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot } from "../core/hparams.ts";
@@ -70,4 +70,22 @@ describe("config failures are one line and exit 2", () => {
   test("a .ts config whose top-level await never settles times out", async () => {
     await refused(ts("hang.config.ts", `await new Promise(() => {});\nexport default {};\n`), "did not finish loading within 15 s");
   }, 60_000);
+});
+
+describe("a database path SQLite cannot use is named with what is wrong", () => {
+  test("a directory", async () => {
+    const db = join(dir, "db-dir");
+    mkdirSync(db);
+    const r = await validator(json("dbdir.json", { ...base, database: db }));
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`validator: cannot use ${db} as the database: it is a directory; point \`database\` at a file`);
+  }, 30_000);
+
+  test("a file that is not a database", async () => {
+    const db = join(dir, "notes.txt");
+    writeFileSync(db, "these are my notes, not a database\n".repeat(100));
+    const r = await validator(json("dbfile.json", { ...base, database: db }));
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual([expect.stringContaining(`validator: ${db} is not a Crusades database (SQLite says: file is not a database)`)]);
+  }, 30_000);
 });

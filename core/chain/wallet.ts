@@ -114,7 +114,14 @@ export async function loadHotkeyFile(path: string): Promise<KeyringPair> {
       "missing_key",
     );
   }
-  const text = readFileSync(path, "utf8").trim();
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "EISDIR" ? "is a directory, not a hotkey file" : code === "EACCES" ? "is not readable by this user" : `cannot be read (${(e as Error).message})`;
+    throw new UserError(`hotkey file ${path} ${why}: check --wallet.name/--wallet.hotkey/--wallet.path, or set ${HOTKEY_URI_ENV}`, "bad_key");
+  }
   if (ENCRYPTED_PREFIXES.some((p) => text.startsWith(p))) {
     throw new UserError(
       `hotkey file ${path} is encrypted; Crusades signs without prompting, so use an unencrypted hotkey or pass its mnemonic in ${HOTKEY_URI_ENV}`,

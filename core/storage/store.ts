@@ -3,6 +3,8 @@
 import type { EvaluationResult, Submission } from "../contracts.ts";
 import type { PluginState, Rejection, SinkPayload } from "../plugin.ts";
 import { findLeader, rankLeaderboard, type Contender } from "../scoring.ts";
+import { statSync } from "node:fs";
+import { UserError } from "../errors.ts";
 import { migrate } from "./migrations.ts";
 import { openDatabase, type Database } from "./sqlite.ts";
 
@@ -64,6 +66,23 @@ export interface PendingDelivery {
 
 export type Clock = () => number;
 
+/** SQLite's "unable to open database file" and "file is not a database", said about this path. */
+function openProblem(path: string, e: Error): string {
+  const message = e?.message ?? String(e);
+  if (message.includes(path)) return message;
+  let kind: string | null = null;
+  try {
+    const st = statSync(path);
+    kind = st.isDirectory() ? "a directory" : st.isFile() ? null : "not a regular file";
+  } catch {
+    // missing: SQLite would have created it, so the directory above is the problem
+  }
+  if (kind) return `cannot use ${path} as the database: it is ${kind}; point \`database\` at a file`;
+  if (/not a database|malformed|corrupt/i.test(message)) return `${path} is not a Crusades database (SQLite says: ${message}); point \`database\` at a new file or at the validator's own store`;
+  if (/unable to open|readonly|read-only|permission|access/i.test(message)) return `cannot open the database ${path}: ${message} (check that its directory exists and this user may write there)`;
+  return `cannot open the database ${path}: ${message}`;
+}
+
 /** How many of the oldest queued submissions share the executor round-robin. */
 const INTERLEAVE = 4;
 
@@ -73,10 +92,17 @@ export class Store {
     private readonly now: Clock,
   ) {}
 
+  /** Opens (creating when missing) and migrates the store; a path SQLite cannot use is a UserError naming it. */
   static async open(path: string, now: Clock = Date.now): Promise<Store> {
-    const db = await openDatabase(path);
-    migrate(db);
-    return new Store(db, now);
+    let db: Database | undefined;
+    try {
+      db = await openDatabase(path);
+      migrate(db);
+      return new Store(db, now);
+    } catch (e) {
+      db?.close();
+      throw new UserError(openProblem(path, e as Error), "bad_database");
+    }
   }
 
   close() {
