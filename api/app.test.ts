@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import type { z } from "zod";
 import { Store } from "../core/storage/store.ts";
-import { result, seedEmpty, seedScenario, THRESHOLD, type Scenario } from "../tests/fixtures/seed-db.ts";
+import { damageInnerPages, result, seedEmpty, seedScenario, THRESHOLD, type Scenario } from "../tests/fixtures/seed-db.ts";
 import type { Database } from "../core/storage/sqlite.ts";
+import { memoryLogger } from "../core/log.ts";
 import { migrations } from "../core/storage/migrations.ts";
 import { createApp, openStoreForApi, type App } from "./app.ts";
 import {
@@ -387,6 +388,26 @@ describe("opening the store", () => {
     s.db.exec("PRAGMA user_version = 0");
     s.close();
     await expect(createApp({ dbPath: path, hparams: { leader_threshold: THRESHOLD } })).rejects.toThrow(/schema version 0.*run the validator/);
+  });
+
+  test("/health looks at the file itself: damage under a running app turns it into a 503", async () => {
+    const path = join(dir, "damaged-later.db");
+    await seedScenario(path);
+    const db = await openStoreForApi(path);
+    const log = memoryLogger();
+    const app = await createApp({ db, hparams: { leader_threshold: THRESHOLD }, integrityCheckMs: 0, log });
+    await expectDoc(app, "/health", Health);
+    damageInnerPages(path);
+    const e = await expectDoc(app, "/health", ApiError, 503);
+    expect(e.error).toBe("store_unavailable");
+    expect(e.message).toContain("damaged");
+    expect(e.message).not.toContain(path);
+    expect(log.lines.join("\n")).toContain(path);
+    db.close();
+  });
+
+  test("a blank API key is refused rather than serving without one", async () => {
+    for (const apiKey of ["", "  "]) await expect(createApp({ dbPath: join(dir, "damaged-later.db"), hparams: { leader_threshold: THRESHOLD }, apiKey })).rejects.toThrow(/API key is empty/);
   });
 
   test("a garbled validator status degrades to unknown instead of failing", async () => {

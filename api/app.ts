@@ -150,10 +150,10 @@ const NotEvaluated = ApiError.describe("the code is shown once the submission's 
 const NotFound = ApiError.describe("no submission with this id (or, for /code, no stored code)");
 const StoreUnavailable = ApiError.describe("the validator's store cannot be read now (damaged, locked or gone); the message says which");
 
-/** `/api/submissions/:id` → a RegExp matching concrete paths of that route. */
+/** `/api/submissions/:id` → a RegExp matching concrete paths of that route, with or without the trailing slash the router also takes. */
 function routeRegExp(path: string): RegExp {
   const escaped = path.replace(/[.*+?^$()|[\]\\{}]/g, "\\$&");
-  return new RegExp(`^${escaped.replace(/:[^/]+/g, "[^/]+")}$`);
+  return new RegExp(`^${escaped.replace(/:[^/]+/g, "[^/]+")}/?$`);
 }
 
 const PATH_DOCS = {

@@ -2,7 +2,7 @@
 // SQLite files, raw TCP where fetch would tidy the request up, and other users where the kernel decides.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { chmodSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import { Database as BunDatabase } from "bun:sqlite";
 import { ApiError, LeaderboardPage, SubmissionPage } from "../api/schemas.ts";
 import { Store } from "../core/storage/store.ts";
 import { startApi, type RunningApi, type StartOptions } from "./fixtures/api-server.ts";
-import { seedBulk, seedScenario, type Scenario } from "./fixtures/seed-db.ts";
+import { damageInnerPages, seedBulk, seedScenario, type Scenario } from "./fixtures/seed-db.ts";
 
 const KEY = "hostile-key";
 const ORIGIN = "https://dash.example";
@@ -321,18 +321,6 @@ describe("the store is opened read-only", () => {
     expect(readdirSync(stopped)).toEqual(["store.db"]);
   }, 60_000);
 });
-
-/** Overwrites the start of every third page between 10% and 90% of the file: b-tree headers turn invalid. */
-function damageInnerPages(file: string) {
-  const pageSize = 4096;
-  const pages = Math.floor(statSync(file).size / pageSize);
-  const fd = openSync(file, "r+");
-  try {
-    for (let p = Math.ceil(pages * 0.1); p < pages * 0.9; p += 3) writeSync(fd, Buffer.alloc(16, 0xff), 0, 16, p * pageSize);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe("a damaged store", () => {
   const copy = (name: string) => {

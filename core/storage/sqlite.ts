@@ -24,6 +24,8 @@ interface Driver {
     run(...p: SqlValue[]): { changes: number | bigint; lastInsertRowid: number | bigint };
     get(...p: SqlValue[]): unknown;
     all(...p: SqlValue[]): unknown[];
+    /** bun:sqlite only; node:sqlite finalizes a connection's statements when it closes. */
+    finalize?(): void;
   };
   close(): void;
 }
@@ -105,7 +107,13 @@ export async function openDatabase(path: string, opts: OpenOptions = {}): Promis
         depth--;
       }
     },
-    close: () => driver.close(),
+    close: () => {
+      // bun:sqlite closes a connection with live statements lazily (sqlite3_close_v2), so the last writer
+      // would neither checkpoint nor remove its -wal and -shm until the statements were collected.
+      for (const stmt of cache.values()) stmt.finalize?.();
+      cache.clear();
+      driver.close();
+    },
   };
   return db;
 }
