@@ -38,6 +38,7 @@ class FakeChain {
         return { status: "ok", mode: this.commitReveal ? "commit_timelocked_weights" : "set_weights", block: this.block, hash: "0x00", uids: n.uids, weights: n.weights, recovered: false };
       },
       revealedCommitments: async () => [],
+      droppedCommitments: async () => [],
     } as ChainPort;
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { KeyringPair } from "@polkadot/keyring/types";
-import type { RevealedCommitment } from "../../core/chain/index.ts";
+import type { DroppedCommitment, RevealedCommitment } from "../../core/chain/index.ts";
 import { buildCommitment, codeHash } from "../../core/commitment.ts";
 import type { Submission } from "../../core/contracts.ts";
 import { loadHParams } from "../../core/hparams.ts";
@@ -13,13 +13,14 @@ const hparams = { ...loadHParams(), netuid: 3, min_blocks_between_commits: 100 }
 const code = (n: number) => `# version ${n}\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n`;
 const commit = (n: number, url: string) => buildCommitment(code(n), url);
 
-function stubChain(reveals: RevealedCommitment[], registered: Record<string, number>): ChainPort {
+function stubChain(reveals: RevealedCommitment[], registered: Record<string, number>, dropped: DroppedCommitment[] = []): ChainPort {
   const unused = () => {
     throw new Error("not used by the source");
   };
   return {
     revealedCommitments: async (netuid: number) => (netuid === 3 ? reveals.map((r) => ({ ...r })) : []),
     uidOf: async (_netuid: number, hotkey: string) => registered[hotkey] ?? null,
+    droppedCommitments: async (netuid: number) => (netuid === 3 ? dropped.map((d) => ({ ...d })) : []),
     currentBlock: unused,
     lastUpdate: unused,
     weights: unused,
@@ -154,6 +155,19 @@ describe("chain-reveals", () => {
     expect(second).toEqual(first);
     expect(first.map((s) => s.id)).toEqual(["chain:3:100:alice"]);
     expect(rejections.map((r) => r.reason)).toEqual(["rate_limited"]);
+  });
+
+  test("a commitment the chain dropped at its reveal (as a localnet reports) is rejected once, with the chain's reason", async () => {
+    const { ctx, rejections } = context();
+    const dropped = [{ netuid: 3, hotkey: "alice", block: 40, revealRound: 123, reason: "encrypted to another beacon key: …" }];
+    const s = chainReveals();
+    s.bindChain({ chain: stubChain([], { alice: 4 }, dropped), netuid: 3, hparams, signer: {} as KeyringPair, uid: 2 });
+    expect(await s.poll(ctx)).toEqual([]);
+    expect(await s.poll(ctx)).toEqual([]);
+    expect(rejections).toEqual([
+      { hotkey: "alice", reason: "undecryptable", detail: expect.stringContaining("encrypted to another beacon key"), raw: "", block: 40 },
+    ]);
+    expect(rejections[0]!.detail).toContain("drand round 123");
   });
 
   test("an unbound source fails with a message saying what to do", async () => {

@@ -108,6 +108,21 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
       st.lastAccepted[r.hotkey] = { block: r.block, id };
       out.push({ id, hotkey: r.hotkey, uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, source: "chain-reveals" });
     }
+    // A localnet names the timelocked commitments it dropped at the reveal (a real chain drops them
+    // silently and names none): each is a rejection, so the miner sees why it never arrived.
+    for (const d of await chain.droppedCommitments(netuid)) {
+      const id = `${submissionId(netuid, d.block, d.hotkey)}:dropped`;
+      if (st.rejected[id]) continue;
+      st.rejected[id] = true;
+      changed = true;
+      ctx.reject({
+        hotkey: d.hotkey,
+        reason: "undecryptable",
+        detail: `the chain dropped this hotkey's timelocked commitment (drand round ${d.revealRound}) at its reveal: ${d.reason}`,
+        raw: "",
+        block: d.block,
+      });
+    }
     if (changed) {
       ctx.state.set(key, st);
       if (key !== "decisions" && ctx.state.get("decisions")) ctx.state.set("decisions", null);
