@@ -178,7 +178,6 @@ export async function createApp(opts: AppOptions) {
   const routePatterns = () => (patterns ??= app.routes.map((r) => routeRegExp(r.path)));
   const checkEvery = opts.integrityCheckMs ?? 30_000;
   const integrity = { checkedAt: Number.NEGATIVE_INFINITY, problem: null as string | null };
-  const jsonReply = (status: number, body: ApiError, headers: Record<string, string>) => Response.json(body, { status, headers });
 
   const app = new Elysia({ name: "crusades-api" })
     .use(
@@ -205,7 +204,7 @@ export async function createApp(opts: AppOptions) {
       const origin = request.headers.get("origin");
       Object.assign(set.headers, corsHeaders(cors, origin));
       // Without a valid Host the request has no URL to route; answer before anything reads one.
-      if (!URL.canParse(request.url)) return jsonReply(400, err("bad_request", "the request has no valid Host header"), set.headers as Record<string, string>);
+      if (!URL.canParse(request.url)) return Response.json(err("bad_request", "the request has no valid Host header"), { status: 400, headers: set.headers as Record<string, string> });
       if (request.method === "OPTIONS") return preflight(cors, origin);
     })
     .onError(({ code, error, set, request }) => {
