@@ -48,8 +48,9 @@ function pallets(registry: TypeRegistry, v16: MetadataV16, version: 14 | 15) {
 }
 
 /**
- * Signed extensions as V14/V15 list them: the extensions of extrinsic version 4, the version those
- * formats describe. Their `Extra` tuple is the last parameter of the runtime's UncheckedExtrinsic.
+ * Signed extensions as V14/V15 list them: those of extrinsic version 4, the version those formats
+ * describe. V16 keys them by extension version, 0 for v4 extrinsics (@polkadot's own V15 → V16 upgrade
+ * keys them by 4, so both are read). The `Extra` tuple is a type parameter of the UncheckedExtrinsic.
  */
 function extrinsic(v16: MetadataV16) {
   const ext = v16.extrinsic;
