@@ -92,20 +92,22 @@ export function createPipeline(o: PipelineOptions) {
     return added;
   }
 
-  // Submissions whose fetch is under way, so overlapping calls never fetch one twice.
+  // Submissions whose fetch is under way, across overlapping calls: none is fetched twice, and no more
+  // than FETCH_CONCURRENCY fetches run at once.
   const fetching = new Set<string>();
 
   /**
-   * Fetches and pins the code of every received submission, queueing its runs. Fetches run side by side
-   * (FETCH_CONCURRENCY at most), so a host that never answers holds only its own submission, for its
-   * own deadline; the others are pinned as they arrive. On shutdown the fetches in flight are stopped
-   * and their submissions stay as they were.
+   * Fetches and pins the code of every received submission, queueing its runs. Fetches run side by side,
+   * so a host that never answers holds only its own submission, for its own deadline; the others are
+   * pinned as they arrive, and a call made meanwhile takes up what is new. On shutdown the fetches in
+   * flight are stopped and their submissions stay as they were.
    */
   async function fetchPending(): Promise<number> {
     const todo = store.submissionsIn("received").filter((s) => !fetching.has(s.id));
     let done = 0;
     const worker = async () => {
       for (let s = todo.shift(); s && !signal.aborted; s = todo.shift()) {
+        if (fetching.has(s.id) || store.submission(s.id)?.state !== "received") continue;
         fetching.add(s.id);
         try {
           if (await fetchOne(s)) done++;
@@ -114,7 +116,8 @@ export function createPipeline(o: PipelineOptions) {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, todo.length) }, worker));
+    const slots = Math.max(0, Math.min(FETCH_CONCURRENCY - fetching.size, todo.length));
+    await Promise.all(Array.from({ length: slots }, worker));
     return done;
   }
 

@@ -165,9 +165,17 @@ export function createScheduler(o: SchedulerOptions) {
   async function run(): Promise<void> {
     pipeline.recover();
     const cronTime = cronEvery(o.pollIntervalSeconds);
+    // Fetches run on between intake ticks, so a host that never answers does not hold the next poll
+    // back; the pipeline bounds them and never fetches a submission twice.
+    const fetches = new Set<Promise<void>>();
     const intake = guarded("intake", async () => {
-      const found = (await pipeline.poll()) + (await pipeline.fetchPending());
-      if (found > 0) wake?.();
+      await pipeline.poll();
+      const f = pipeline.fetchPending().then(
+        (pinned) => void (pinned > 0 && wake?.()),
+        (e: Error) => log.warn(`fetching code: ${e.message}; will retry`),
+      );
+      fetches.add(f);
+      void f.finally(() => fetches.delete(f));
       await deliver();
     });
     const weights = guarded("weights", async () => {
@@ -180,7 +188,7 @@ export function createScheduler(o: SchedulerOptions) {
     const evaluations = evaluationLoop();
     await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
     wake?.();
-    await Promise.all([...jobs.map((j) => j.stop()), evaluations, delivering]);
+    await Promise.all([...jobs.map((j) => j.stop()), evaluations, delivering, ...fetches]);
   }
 
   return { run, runOnce, maybeSetWeights, deliver };

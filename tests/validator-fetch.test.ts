@@ -3,7 +3,7 @@
 // submission as it was. Real HTTP servers on loopback, the real fetcher, real SQLite files.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,16 +86,24 @@ describe("fetching", () => {
     }
   }, 30_000);
 
-  test("SIGTERM during a hanging fetch exits without touching that submission", async () => {
+  test("a running validator takes in new submissions while a fetch hangs; SIGTERM leaves the hanging one untouched", async () => {
     const db = join(dir, "cli.db");
     const configPath = join(dir, "fetch.config.ts");
+    // A stand-in harness that waits to be stopped: this test is about intake.
+    const workdir = join(dir, "workdir");
+    mkdirSync(join(workdir, "environments/templar"), { recursive: true });
+    writeFileSync(join(workdir, "environments/templar/env.py"), "import time\ntime.sleep(600)\n");
+    // The first poll finds the hanging submission, later polls a second one too.
     writeFileSync(
       configPath,
       `import { z } from ${JSON.stringify(import.meta.resolve("zod"))};
 import { defineSource } from ${JSON.stringify(join(repoRoot, "core/plugin.ts"))};
 import { processExecutor } from ${JSON.stringify(join(repoRoot, "plugins/executors/process.ts"))};
-const one = defineSource("one", z.object({}), () => ({ poll: async () => [${JSON.stringify(submission("slow", 1))}] }));
-export default { database: ${JSON.stringify(db)}, profile: "tiny", sources: [one()], executor: processExecutor({ unsafe: true }), allowLoopbackCode: true, pollIntervalSeconds: 1 };
+let polls = 0;
+const two = defineSource("two", z.object({}), () => ({
+  poll: async () => (polls++ === 0 ? [${JSON.stringify(submission("slow", 1))}] : [${JSON.stringify(submission("slow", 1))}, ${JSON.stringify(submission("later", 2))}]),
+}));
+export default { database: ${JSON.stringify(db)}, profile: "tiny", sources: [two()], executor: processExecutor({ unsafe: true, workdir: ${JSON.stringify(workdir)} }), allowLoopbackCode: true, pollIntervalSeconds: 1 };
 `,
     );
     const before = slowRequests;
@@ -106,6 +114,8 @@ export default { database: ${JSON.stringify(db)}, profile: "tiny", sources: [one
     const done = new Promise<number | null>((resolve) => child.on("close", resolve));
     try {
       await until("the validator to fetch the hanging URL", () => slowRequests > before);
+      await until("the later submission to be pinned", () => output.includes("pinned t:later"));
+      expect(hanging.size).toBe(1);
       child.kill("SIGTERM");
       expect(await done).toBe(0);
     } finally {
@@ -117,6 +127,7 @@ export default { database: ${JSON.stringify(db)}, profile: "tiny", sources: [one
     try {
       expect(store.submission("t:slow")!.state).toBe("received");
       expect(store.getState("fetch_attempts:t:slow")).toBeUndefined();
+      expect(store.submission("t:later")!.code_sha256).not.toBeNull();
     } finally {
       store.close();
     }
