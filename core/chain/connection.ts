@@ -80,7 +80,8 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   let reconnectCount = 0;
   // Why the last dial failed: set by the provider's "error" event, which precedes its close.
   let lastError: string | null = null;
-  let refusedFirst: ((e: Error) => void) | null = null;
+  // Ends the first connect early, for a refusal the caller does not want redialled.
+  let failStart: ((e: Error) => void) | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const dropListeners = new Set<() => void>();
   // Callers waiting for the socket: `check` resolves them once usable, `fail` rejects them on close.
@@ -93,8 +94,8 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     const delay = Math.min(maxMs, initialMs * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt++;
     const why = lastError ?? "the socket closed";
-    if (!everConnected && refusedFirst && why === "connection refused" && !opts.retryRefused) {
-      refusedFirst(new ChainError(`cannot reach a subtensor node at ${url}: connection refused`, "connect"));
+    if (!everConnected && failStart && why === "connection refused" && !opts.retryRefused) {
+      failStart(new ChainError(`cannot reach a subtensor node at ${url}: connection refused`, "connect"));
       return;
     }
     // One line per attempt with its delay, not the provider's own per-request errors.
@@ -153,7 +154,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   const outcome = await Promise.race([
     api.isReady.then(() => null),
     new Promise<Error>((resolve) => {
-      refusedFirst = resolve;
+      failStart = resolve;
       deadline = setTimeout(() => {
         const why = attempt > 0 ? (lastError ?? "the node closed the connection") : "no answer";
         resolve(new ChainError(`cannot reach a subtensor node at ${url}: ${why} (gave up after ${Math.round(timeoutMs / 1000)} s)`, "connect"));
@@ -161,7 +162,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
       dial();
     }),
   ]);
-  refusedFirst = null;
+  failStart = null;
   clearTimeout(deadline);
   if (outcome) {
     closed = true;
