@@ -13,8 +13,9 @@ export interface ConnectionOptions {
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   /**
-   * A node that refuses the first connection: redial it with backoff until `timeoutMs` (a validator
-   * started before its node), or fail at once (a CLI the user is watching).
+   * A node that refuses the first connection (or a host name that does not resolve): redial it with
+   * backoff until `timeoutMs` (a validator started before its node), or fail at once (a CLI the user is
+   * watching).
    */
   retryRefused?: boolean;
 }
@@ -80,7 +81,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   let reconnectCount = 0;
   // Why the last dial failed: set by the provider's "error" event, which precedes its close.
   let lastError: string | null = null;
-  // Ends the first connect early, for a refusal the caller does not want redialled.
+  // Ends the first connect early, for a definite answer the caller does not want redialled.
   let failStart: ((e: Error) => void) | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const dropListeners = new Set<() => void>();
@@ -94,8 +95,8 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     const delay = Math.min(maxMs, initialMs * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt++;
     const why = lastError ?? "the socket closed";
-    if (!everConnected && failStart && why === "connection refused" && !opts.retryRefused) {
-      failStart(new ChainError(`cannot reach a subtensor node at ${url}: connection refused`, "connect"));
+    if (!everConnected && failStart && (why === "connection refused" || why === "host not found") && !opts.retryRefused) {
+      failStart(new ChainError(`cannot reach a subtensor node at ${url}: ${why}`, "connect"));
       return;
     }
     // One line per attempt with its delay, not the provider's own per-request errors.
