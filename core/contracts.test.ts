@@ -10,9 +10,16 @@ const request: EvaluationRequest = {
   seed: "b".repeat(64),
   code: "def inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n",
   code_sha256: "c".repeat(64),
-  benchmark: { profile: "tiny", model_config: "hparams/models/tiny-qwen2.json", batch_size: 2, sequence_length: 64, eval_steps: 3, warmup_steps: 1, data_path: null, timeout_seconds: 60 },
+  benchmark: { profile: "tiny", model_config: "hparams/models/tiny-qwen2.json", batch_size: 2, sequence_length: 64, eval_steps: 3, warmup_steps: 1, data_path: null, timeout_seconds: 60, autocast: false },
   optimizer: { lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1 },
-  verification: { loss_abs_tolerance: 0.02, update_rel_tolerance_global: 0.15, update_rel_tolerance_layer: 1, update_scale_tolerance: 0.05, logits_rel_tolerance: 0.1, min_changed_fraction: 0.75 },
+  verification: {
+    loss_abs_tolerance: 0.02,
+    logits_rel_tolerance: 0.1,
+    layer_signal_floor: 0.05,
+    update: { scale: 0.05, rel_global: 0.15, rel_layer: 0.5 },
+    exp_avg: { scale: 0.05, rel_global: 0.1, rel_layer: 0.25 },
+    exp_avg_sq: { scale: 0.05, rel_global: 0.1, rel_layer: 0.25 },
+  },
 };
 
 const good = (): EvaluationResult => ({

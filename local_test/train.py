@@ -9,8 +9,10 @@ with
                   freshly and randomly initialised for every call from a secret seed;
   data_iterator   yields exactly `num_steps` LongTensor batches of shape (batch, seq_len), on the CPU;
   optimizer       torch.optim.AdamW over model.parameters() with the hparams.json settings
-                  (lr 1e-4, betas (0.9, 0.95), eps 1e-8, weight_decay 0.1); you may build your own
-                  equivalent one (e.g. fused=True) from `optimizer.defaults`;
+                  (lr 1e-4, betas (0.9, 0.95), eps 1e-8, weight_decay 0.1). Its state after the call
+                  (step, exp_avg, exp_avg_sq of every parameter) is compared with the reference's, so
+                  use this one (switch its kernel with `group.update(fused=True)` on its param_groups
+                  if you like), or copy your own optimizer's state back into `optimizer.state`;
   num_steps       how many optimizer steps to take, one per batch;
   device          torch.device("cuda") on validators, torch.device("cpu") in the tiny local profile.
 
@@ -20,18 +22,25 @@ and it must return an object with plain attributes
   final_loss      a float: the last step's mean cross-entropy.
 
 The validator runs the same steps itself and rejects the result unless the final weights (their update
-from the initial weights, per tensor and overall), the loss and the logits match. Rules of thumb: every
-step must run forward, backward and optimizer.step over all parameters; all work must be finished when
-inner_steps returns (no threads left running, no lazily computed attributes); do not patch torch, time,
-math or builtins. Mixed precision: the reference uses bf16 autocast on CUDA and plain fp32 on CPU.
+from the initial weights), the optimizer's state, the loss and the logits match, each compared through
+random projections it draws only after inner_steps has returned. Every step must run forward, backward
+and optimizer.step over all parameters with the full gradient: AdamW's moments carry the last steps'
+gradients, so skipped, zeroed, reused or subsampled gradients show. The clock stops when the validator
+holds its copy of those projections; work still running then is not seen. Mixed precision: the harness
+calls inner_steps under bf16 autocast when it trains in bf16 (on GPUs, and the CPU profile tiny-bf16) and
+says so in CRUSADES_AUTOCAST ("bf16" or "off"); the reference is fp32 otherwise.
 
 Run `python3 local_test/train.py` for a quick local timing of this loop, and
 `python3 local_test/verify.py local_test/train.py` for exactly what a validator checks.
 """
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+# bf16 autocast wherever the validator trains in it; outside the harness, on any GPU.
+BF16 = os.environ.get("CRUSADES_AUTOCAST", "bf16" if torch.cuda.is_available() else "off") == "bf16"
 
 
 @dataclass
@@ -48,7 +57,7 @@ def inner_steps(model, data_iterator, optimizer, num_steps, device):
         batch = next(data_iterator).to(device, non_blocking=True)
         # Next-token prediction: position t predicts token t + 1.
         input_ids, labels = batch[:, :-1], batch[:, 1:]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=BF16):
             logits = model(input_ids=input_ids).logits
         # Cross-entropy in fp32 over every position, as the reference computes it.
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1))
@@ -73,12 +82,12 @@ if __name__ == "__main__":
     import workload
 
     parser = argparse.ArgumentParser(description="time this inner_steps locally")
-    parser.add_argument("--profile", choices=["tiny", "benchmark"], default="tiny")
+    parser.add_argument("--profile", choices=["tiny", "tiny-bf16", "benchmark"], default="tiny")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     hp = json.loads((root / "hparams" / "hparams.json").read_text())
-    if args.profile == "tiny":
-        bench = hp["profiles"]["tiny"]
+    if args.profile != "benchmark":
+        bench = hp["profiles"][args.profile]
     else:
         bench = {"model_config": hp["benchmark_model_config"], "batch_size": hp["benchmark_batch_size"],
                  "sequence_length": hp["benchmark_sequence_length"], "eval_steps": hp["eval_steps"],

@@ -2,18 +2,23 @@
 
 The demo submits it next to local_test/train.py, and the harness's tests use it as their faster honest
 submission (tests/fixtures/train/honest_fast.py links here). What it changes:
-- one fused AdamW built from `optimizer.defaults` (same hyper-parameters, one kernel instead of a
-  per-tensor loop) over the same parameters;
+- the given AdamW switched to its fused kernel (same hyper-parameters and state, one kernel instead of a
+  per-tensor loop): the optimizer we are given is the one whose final state the validator compares;
 - a direct pass over the model's own modules (the same weights, layers and maths as the transformers
   forward), with the rotary tables computed once per call instead of once per step, and no cache, mask
   or output objects built on every step;
 - torch's fused RMSNorm, and the SiLU-gated MLP written inline.
 Every step still runs forward, backward and the optimizer on every parameter, so the final weights,
 loss and logits match the reference run within the tolerances."""
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+# bf16 autocast wherever the validator trains in it (see local_test/train.py).
+BF16 = os.environ.get("CRUSADES_AUTOCAST", "bf16" if torch.cuda.is_available() else "off") == "bf16"
 
 
 @dataclass
@@ -50,8 +55,8 @@ def _forward(model, input_ids, cos, sin):
 
 
 def inner_steps(model, data_iterator, optimizer, num_steps, device):
-    opt = torch.optim.AdamW(model.parameters(), **{k: optimizer.defaults[k] for k in
-                                                   ("lr", "betas", "eps", "weight_decay")}, fused=True)
+    for group in optimizer.param_groups:
+        group.update(fused=True, foreach=False)
     rope = model.model.rotary_emb
     cos = sin = None
     total_tokens = 0
@@ -62,11 +67,11 @@ def inner_steps(model, data_iterator, optimizer, num_steps, device):
         if cos is None:
             positions = torch.arange(input_ids.shape[1], device=device)[None]
             cos, sin = (t[:, None] for t in rope(model.model.embed_tokens.weight, positions))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=BF16):
             logits = _forward(model, input_ids, cos, sin)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1))
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         total_tokens += batch.numel()
     return InnerStepsResult(final_logits=logits.detach(), total_tokens=total_tokens, final_loss=loss.item())

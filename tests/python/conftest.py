@@ -77,7 +77,11 @@ def fork_harness(request: dict, workdir: Path) -> tuple[int, Path, Path]:
 def evaluate_many(names: list[str], workdir: Path, parallel: int = 2, **overrides) -> dict[str, dict]:
     """Evaluates fixtures by name, `parallel` harnesses at a time; checks each document echoes its request."""
     requests = {n: build_request(read_code(n), HPARAMS, "tiny", submission_id=n, **overrides) for n in names}
-    docs, todo = {}, list(names)
+    return evaluate_requests(requests, workdir, parallel)
+
+
+def evaluate_requests(requests: dict[str, dict], workdir: Path, parallel: int = 2) -> dict[str, dict]:
+    docs, todo = {}, list(requests)
     while todo:
         batch, todo = todo[:parallel], todo[parallel:]
         running = {n: fork_harness(requests[n], workdir) for n in batch}
@@ -86,7 +90,8 @@ def evaluate_many(names: list[str], workdir: Path, parallel: int = 2, **override
             doc = _read(res)
             assert os.waitstatus_to_exitcode(status) == 0 and doc is not None, \
                 f"env.py failed for {name} (status {status}):\n{log.read_text()[-3000:]}"
-            assert (doc["task_id"], doc["submission_id"], doc["run_index"]) == (requests[name]["task_id"], name, 0)
+            assert (doc["task_id"], doc["submission_id"], doc["run_index"]) == \
+                (requests[name]["task_id"], requests[name]["submission_id"], 0)
             docs[name] = doc
     return docs
 

@@ -11,23 +11,20 @@ import pytest
 from conftest import HPARAMS, build_request, evaluate_many, fork_harness, read_code, run_harness
 
 EXPECTED = {
-    "skip_backward_last": "weights_mismatch",
-    "freeze_restore": "frozen_params",
+    "skip_backward_last": "optimizer_state",  # one step fewer on the optimizer's count
+    "freeze_restore": "optimizer_state",
     "truncate_sequence": "logits_shape",
     "inflate_tokens": "token_count",
     "fake_logits": "logits_mismatch",
     "wrong_vocab_logits": "logits_shape",
-    "cached_warmup": "frozen_params",
-    "deferred_thread": "deferred_work",
-    "deferred_raw_thread": "deferred_work",
-    "lazy_attributes": "deferred_work",
-    "patch_time": "tampering",
-    "patch_cuda_sync": "tampering",
-    "patch_cross_entropy": "tampering",
-    "patch_tensor_op": "tampering",
-    "patch_math": "tampering",
+    "cached_warmup": "optimizer_state",
+    "deferred_thread": "optimizer_state",  # the thread's work is not there when the sketches are taken
+    "deferred_raw_thread": "optimizer_state",
+    "patch_cross_entropy": "frozen_params",
+    "patch_tensor_op": "optimizer_state",
+    "patch_math": "crash",
     "forge_pipe": "tampering",
-    "print_forged": "frozen_params",
+    "print_forged": "optimizer_state",
     "exit_early": "crash",
     "raises": "crash",
     "nan_weights": "non_finite",
@@ -37,12 +34,15 @@ EXPECTED = {
     "bad_signature": "bad_signature",
     "bad_return": "bad_return",
 }
+# Once verification no longer shares an interpreter with the clock or the arithmetic, these patches reach
+# nothing, and a lazy result is computed on the clock: what they train is judged, and it is honest.
+HARMLESS = ["patch_time", "patch_cuda_sync", "lazy_attributes"]
 
 
 @pytest.fixture(scope="module")
 def results():
     with tempfile.TemporaryDirectory(prefix="crusades-cheats-") as d:
-        docs = evaluate_many(sorted(EXPECTED), Path(d))
+        docs = evaluate_many(sorted(EXPECTED) + HARMLESS, Path(d))
         docs.update(evaluate_many(["infinite_loop"], Path(d), timeout_seconds=25))
         yield docs
 
@@ -56,6 +56,11 @@ def test_rejected_with_its_code(results, name):
     assert doc["error"]["message"].strip()
 
 
+@pytest.mark.parametrize("name", HARMLESS)
+def test_patches_that_reach_nothing_are_judged_by_their_training(results, name):
+    assert results[name]["success"], results[name]["error"]
+
+
 def test_infinite_loop_is_killed_at_the_timeout(results):
     doc = results["infinite_loop"]
     assert doc["error"]["code"] == "timeout" and doc["tps"] == 0
@@ -64,7 +69,7 @@ def test_infinite_loop_is_killed_at_the_timeout(results):
 
 def test_printed_result_is_ignored(results):
     doc = results["print_forged"]
-    assert doc["error"]["code"] == "frozen_params" and doc["tps"] == 0
+    assert doc["error"]["code"] == EXPECTED["print_forged"] and doc["tps"] == 0
     assert "EVAL_RESULT" in doc["diagnostics"]["worker_log_tail"]  # it was printed, and only logged
 
 
@@ -73,9 +78,9 @@ def test_writing_the_result_location_is_caught(workdir):
     request = build_request(read_code("write_result"), HPARAMS, submission_id="write_result")
     status, doc, _ = run_harness(request, workdir)
     assert status == 0 and "forged" not in doc and doc["task_id"] == request["task_id"]
-    # A worker under its own uid cannot even open the file; one sharing ours is caught afterwards.
-    expected = "crash" if doc["diagnostics"]["worker_uid"] != os.geteuid() else "tampering"
-    assert doc["error"]["code"] == expected and doc["tps"] == 0 and not doc["success"]
+    # A worker under its own uid, or behind a private /tmp, cannot even open the file (it crashes); one that
+    # reaches it is caught afterwards.
+    assert doc["error"]["code"] in ("crash", "tampering") and doc["tps"] == 0 and not doc["success"]
 
 
 def test_checks_name_value_and_bound(results):
@@ -83,7 +88,8 @@ def test_checks_name_value_and_bound(results):
     by_name = {c["name"]: c for c in doc["checks"]}
     scale = by_name["update_scale"]  # one skipped step of ten: about a tenth of the update missing
     assert not scale["passed"] and 0.8 < scale["value"] < 0.98 and scale["bound"] == "1 ± 0.02"
-    assert doc["error"]["message"].startswith("update_scale failed")
+    assert not by_name["exp_avg_rel_global"]["passed"] and by_name["exp_avg_rel_global"]["value"] > 0.2
+    assert doc["error"]["message"].startswith("optimizer_state failed")
     assert by_name["token_count"]["passed"] and by_name["loss_abs_diff"]["passed"]
 
 

@@ -1,16 +1,19 @@
 """In-process unit tests for the pieces both sides share (seeded inputs) and the verification arithmetic."""
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 
 import checks
+import handover as handover_mod
+import sketch
 import workload
 from conftest import HPARAMS, ROOT
 
 TINY = HPARAMS["profiles"]["tiny"]
-TOL = HPARAMS["verification"]
+TOL = HPARAMS["profiles"]["tiny"]["verification"]
 
 
 @pytest.fixture(scope="module")
@@ -65,96 +68,111 @@ def test_benchmark_config_is_qwen2_5_3b():
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (2048, 36, 151936)
 
 
-def _train(config, skip_last=False, frozen=None):
+STEPS, SHAPE = 4, (2, 15)
+
+
+def _run(config, key=11):
+    """The reference's own path on a small input: S(W0), training, sketches of everything."""
     cpu = torch.device("cpu")
+    layout = workload.param_layout(config)
+    logits_shape = (*SHAPE, config.vocab_size)
     model = workload.build_model(config, cpu)
     workload.init_weights(model, 3, config.initializer_range)
-    if frozen:
-        dict(model.named_parameters())[frozen].requires_grad_(False)
-    tokens = workload.make_tokens(4, 4, 2, 16, config.vocab_size, None)
     opt = workload.make_optimizer(model, HPARAMS["optimizer"])
-    logits, loss = workload.reference_steps(model, tokens[:-1] if skip_last else tokens, opt, cpu)
-    layout = workload.param_layout(config)
-    return {"logits": logits, "loss": loss,
-            "deltas": dict(workload.updates(model, layout, 3, config.initializer_range))}
+    total = sketch.slots(layout, logits_shape)[1]
+    w0, out = torch.zeros(total), torch.zeros(total)
+    sketch.collect(model, opt, None, layout, logits_shape, key, w0)
+    tokens = workload.make_tokens(9, STEPS, SHAPE[0], SHAPE[1] + 1, config.vocab_size, None)
+    logits, loss = workload.reference_steps(model, tokens, opt, cpu, False)
+    sketch.collect(model, opt, logits, layout, logits_shape, key, out)
+    return layout, logits_shape, w0, out, loss
 
 
-def _cand(ref, logits=None, deltas=None):
-    logits = ref["logits"] if logits is None else logits
-    return {"logits_shape": tuple(logits.shape), "logits": logits, "deltas": ref["deltas"] if deltas is None else deltas}
+_REF = object()
 
 
-def _verify(ref, cand, tokens=2 * 16 * 4, loss=None):
-    reported = {"total_tokens": tokens, "final_loss": ref["loss"] if loss is None else loss}
-    return checks.verify(expected_tokens=2 * 16 * 4, logits_shape=tuple(ref["logits"].shape), reported=reported,
-                         cand=cand, ref=ref, tol=TOL, device=torch.device("cpu"))
+def _verify(config, edit=None, tokens=None, loss=_REF):
+    layout, logits_shape, w0, out, ref_loss = _run(config)
+    cand = out.clone()
+    if edit:
+        edit(sketch.split(cand, layout, logits_shape))
+    reported = {"total_tokens": STEPS * SHAPE[0] * (SHAPE[1] + 1) if tokens is None else tokens,
+                "final_loss": ref_loss if loss is _REF else loss, "logits_shape": list(logits_shape)}
+    return checks.verify(expected_tokens=STEPS * SHAPE[0] * (SHAPE[1] + 1), expected_steps=STEPS,
+                         logits_shape=logits_shape, reported=reported,
+                         cand=checks.candidate_sketches(cand, w0, layout, logits_shape),
+                         ref=checks.reference_sketches(out, w0, layout, logits_shape, ref_loss), tol=TOL)
 
 
-def test_updates_are_w_minus_a_redrawn_w0(config):
-    model = workload.build_model(config, torch.device("cpu"))
-    workload.init_weights(model, 5, config.initializer_range)
-    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with torch.no_grad():
-        model.model.norm.weight.add_(0.5)
-    layout = workload.param_layout(config)
-    deltas = dict(workload.updates(model, layout, 5, config.initializer_range))
-    assert [n for n, _ in layout] == list(w0) and list(deltas) == list(w0)
-    assert torch.all(deltas["model.norm.weight"] == 0.5)
-    assert all(torch.count_nonzero(d) == 0 for n, d in deltas.items() if n != "model.norm.weight")
-    model.model.layers[0].mlp.up_proj.weight = torch.nn.Parameter(torch.zeros(3, 3))  # reshaped by a submission
-    deltas = dict(workload.updates(model, layout, 5, config.initializer_range))
-    assert deltas["model.layers.0.mlp.up_proj.weight"] is None
+def test_a_sketch_estimates_the_norm_and_depends_on_the_key():
+    x = torch.randn(512, 64)
+    a, b = sketch.of(x, sketch.Projector(1, torch.device("cpu"))), sketch.of(x, sketch.Projector(1, torch.device("cpu")))
+    assert torch.equal(a, b) and a.numel() == 512 * sketch.K
+    assert abs(float(a.norm() / x.norm()) - 1) < 0.1
+    assert not torch.equal(a, sketch.of(x, sketch.Projector(2, torch.device("cpu"))))
+    assert torch.equal(sketch.of(x[0], sketch.Projector(1, torch.device("cpu"))), x[0])  # 1-D: taken whole
 
 
-def test_handover_round_trips_in_bf16_and_refuses_wrong_shapes(config):
-    import handover as handover_mod
-    layout = workload.param_layout(config)
+def test_the_handover_is_sealed_and_read_as_a_snapshot(config):
+    layout, shape = workload.param_layout(config), (*SHAPE, config.vocab_size)
     fd = handover_mod.new_fd()
-    box = handover_mod.Handover(layout, (2, 15, config.vocab_size), fd)
-    other = handover_mod.Handover(layout, (2, 15, config.vocab_size), fd)  # the worker's side: same pages
-    assert box.nbytes >= 2 * (sum(math.prod(s) for _, s in layout) + 2 * 15 * config.vocab_size)
-    name, shape = layout[1]
-    value = torch.randn(shape) * 1e-4
-    assert box.put(name, value) and not box.put(name, torch.zeros(3)) and not box.put("nope", value)
-    assert box.put(None, torch.ones(2, 15, config.vocab_size))
-    got = box.view(name).float()
-    assert torch.allclose(got, value, rtol=2 ** -8, atol=0) and not torch.equal(got, value)
-    assert torch.all(box.view(None) == 1) and torch.count_nonzero(box.view(layout[0][0])) == 0
-    assert torch.equal(other.view(name), box.view(name)) and box.nbytes == handover_mod.size_of(layout, (2, 15, config.vocab_size))
+    try:
+        nbytes = handover_mod.seal(fd, layout, shape)
+        side = handover_mod.WorkerBuffer(fd, layout, shape)
+        side.flat[:3] = torch.tensor([1.0, 2.0, 3.0])
+        snap = handover_mod.snapshot(fd, nbytes)
+        side.flat[:3] = 0  # later writes change nothing already taken
+        assert snap[:3].tolist() == [1.0, 2.0, 3.0] and snap.numel() * 4 == nbytes
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, nbytes * 2)
+    finally:
+        os.close(fd)
 
 
-def test_identical_outputs_pass_and_a_skipped_step_does_not(config):
-    ref = _train(config)
-    result_checks, error, _ = _verify(ref, _cand(ref))
-    assert error is None and all(c["passed"] for c in result_checks)
-    skipped = _train(config, skip_last=True)
-    _, error, _ = _verify(ref, _cand(ref, deltas=skipped["deltas"]))
-    assert error["code"] == "weights_mismatch"
+def test_identical_sketches_pass(config):
+    result_checks, error, _ = _verify(config)
+    assert error is None and all(c["passed"] for c in result_checks), error
 
 
-def test_update_error_is_measured_on_the_update_not_the_weights(config):
-    ref = _train(config)
-    # Final weights 10% of the way back towards W0: a 0.03% change of W, a 10% error of the update.
-    deltas = {n: 0.9 * d for n, d in ref["deltas"].items()}
-    result_checks, error, _ = _verify(ref, _cand(ref, deltas=deltas))
-    glob = next(c for c in result_checks if c["name"] == "update_rel_error_global")
+def test_each_kind_of_evidence_names_its_error(config):
+    def scale(kind, f):
+        return lambda s: [t.mul_(f) for t in s[kind].values()]
+    _, error, _ = _verify(config, scale("exp_avg", 0.9))
+    assert error["code"] == "optimizer_mismatch" and error["message"].startswith("exp_avg_scale")
+    _, error, _ = _verify(config, scale("exp_avg_sq", 1.1))
+    assert error["code"] == "optimizer_mismatch" and error["message"].startswith("exp_avg_sq_scale")
+
+
+def test_the_update_is_measured_on_the_update_not_the_weights(config):
+    layout, logits_shape, w0, out, _ = _run(config)
+    w0s = sketch.split(w0, layout, logits_shape)["w"]
+
+    def back_ten_percent(s):  # final weights 10% of the way back to W0: a tiny change of W
+        for n, t in s["w"].items():
+            t.sub_(0.1 * (t - w0s[n]))
+    result_checks, error, _ = _verify(config, back_ten_percent)
+    glob = next(c for c in result_checks if c["name"] == "update_rel_global")
     assert math.isclose(glob["value"], 0.1, rel_tol=1e-3) and error["code"] == "weights_mismatch"
 
 
-def test_frozen_tensor_and_codes_by_priority(config):
-    ref = _train(config)
-    frozen = _train(config, frozen="model.layers.1.mlp.up_proj.weight")
-    _, error, _ = _verify(ref, _cand(ref, deltas=frozen["deltas"]))
+def test_codes_by_priority(config):
+    layout, logits_shape, w0, _, _ = _run(config)
+    w0s = sketch.split(w0, layout, logits_shape)["w"]
+    name = "model.layers.1.mlp.up_proj.weight"
+    _, error, _ = _verify(config, lambda s: s["w"][name].copy_(w0s[name]))
     assert error["code"] == "frozen_params" and "up_proj" in error["message"]
-    _, error, _ = _verify(ref, _cand(ref), tokens=999)
+    _, error, _ = _verify(config, lambda s: s["step"].sub_(1))
+    assert error["code"] == "optimizer_state" and "copy its state" in error["message"]
+    _, error, _ = _verify(config, tokens=999)
     assert error["code"] == "token_count"
-    _, error, _ = _verify(ref, _cand(ref), loss=float("nan"))
+    _, error, _ = _verify(config, loss=None)
     assert error["code"] == "non_finite"
-    _, error, _ = _verify(ref, _cand(ref), loss=ref["loss"] + 1.0)
-    assert error["code"] == "loss_mismatch"
-    _, error, _ = _verify(ref, _cand(ref, logits=ref["logits"] * 1.5))
-    assert error["code"] == "logits_mismatch"
-    missing = {n: d for n, d in ref["deltas"].items() if "layers.0" not in n}
-    result_checks, error, _ = _verify(ref, _cand(ref, deltas=missing))
-    assert error["code"] == "weights_mismatch" and "missing or reshaped" in error["message"]
+    result_checks, error, _ = _verify(config, lambda s: s["logits"].fill_(float("nan")))
+    assert error["code"] == "non_finite"
     assert all(c["value"] is None or math.isfinite(c["value"]) for c in result_checks)
+    _, error, _ = _verify(config, loss=1e3)
+    assert error["code"] == "loss_mismatch"
+    _, error, _ = _verify(config, lambda s: s["logits"].mul_(1.5))
+    assert error["code"] == "logits_mismatch"

@@ -1,0 +1,82 @@
+"""The worker cannot outlive the clock or the evaluation, and cannot turn its rejection into the harness's
+failure: processes it started are gone when the evaluation ends, whatever they did to escape; what they
+left in shared places does not survive; every malformed report or sabotaged buffer is a rejection."""
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, HPARAMS, ROOT, build_request, evaluate_requests, read_code, run_harness
+
+FORGED = {"nested": "tampering", "nan": "tampering", "wrong_types": "tampering", "not_object": "tampering",
+          "huge": "tampering", "claim_harness": "tampering"}
+
+
+def _comm_of_all() -> set[str]:
+    names = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            pass
+    return names
+
+
+def test_an_escaping_process_chain_neither_counts_nor_survives(workdir):
+    tag = "esc" + secrets.token_hex(5)
+    shared = workdir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    marker = shared / "marker"
+    code = read_code("escape_chain").replace("TAG_NAME", tag).replace("MARKER_PATH", str(marker))
+    started = time.monotonic()
+    status, doc, stderr = run_harness(build_request(code, HPARAMS, submission_id="escape_chain"), workdir)
+    assert status == 0 and doc is not None, stderr[-2000:]
+    assert time.monotonic() - started < 60, "the evaluation waited on the chain"
+    # Nothing it did after the call returned was seen: untrained weights, so no score.
+    assert not doc["success"] and doc["error"]["code"] in ("optimizer_state", "frozen_params"), doc["error"]
+    assert doc["diagnostics"]["containment"] in ("namespaces", "uid")
+    assert tag[:15] not in _comm_of_all(), "a process of the chain outlived the evaluation"
+    time.sleep(10)  # longer than the chain needs to finish its hops
+    assert not marker.exists(), "a process of the chain kept running after the evaluation"
+    assert not Path(f"/tmp/{tag}").exists() and not Path(f"/dev/shm/{tag}").exists()
+    key = f"{int.from_bytes(tag[:4].encode(), 'big'):d}"
+    assert key not in Path("/proc/sysvipc/shm").read_text().split(), "its SysV segment survived"
+
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory):
+    d = tmp_path_factory.mktemp("forged")
+    reqs = {m: build_request((FIXTURES / "forge_report.py").read_text().replace("MODE_NAME", m), HPARAMS,
+                             submission_id=m) for m in [*FORGED, "truncate"]}
+    return evaluate_requests(reqs, d)
+
+
+@pytest.mark.parametrize("mode", sorted(FORGED))
+def test_a_malformed_report_is_the_submissions_rejection(forged, mode):
+    doc = forged[mode]
+    assert doc["error"]["code"] == FORGED[mode], doc["error"]
+    assert not doc["success"] and doc["tps"] == 0
+
+
+def test_a_truncated_handover_cannot_take_the_supervisor_down(forged):
+    doc = forged["truncate"]  # the seal refuses the truncation; the honest training behind it verifies
+    assert "ftruncate: refused" in doc["diagnostics"]["worker_log_tail"]
+    assert doc["success"], doc["error"]
+
+
+def test_verify_cli_keeps_the_seed_out_of_the_workers_reach():
+    # As root with torch under a directory others cannot read, the worker keeps uid 0 but in a user
+    # namespace of its own: no capability outside it, no view of the supervisor, the request on stdin.
+    proc = subprocess.run([sys.executable, str(ROOT / "local_test" / "verify.py"),
+                           str(FIXTURES / "seed_from_supervisor.py"), "--json"], capture_output=True, text=True,
+                          timeout=600)
+    doc = json.loads(proc.stdout)
+    assert "reached nothing outside the worker" in doc["diagnostics"]["worker_log_tail"], doc["diagnostics"]["worker_log_tail"]
+    assert doc["success"] and proc.returncode == 0, doc["error"]
+    assert doc["diagnostics"]["request_readable_by_worker"] is False
