@@ -72,7 +72,8 @@ export function createPipeline(o: PipelineOptions) {
           known: (id) => store.hasSubmission(id),
         });
       } catch (e) {
-        slog.warn(`poll failed, will retry: ${(e as Error).message}`);
+        // A lost chain connection is reported once by the connection itself, not on every poll.
+        ((e as { code?: unknown }).code === "disconnected" ? slog.debug : slog.warn)(`poll failed, will retry: ${(e as Error).message}`);
         continue;
       }
       for (const raw of found) {

@@ -157,7 +157,8 @@ export function createScheduler(o: SchedulerOptions) {
     try {
       await fn();
     } catch (e) {
-      log.warn(`${name}: ${(e as Error).message}; will retry`);
+      // A lost chain connection is reported once by the connection itself, not on every tick.
+      ((e as { code?: unknown }).code === "disconnected" ? log.debug : log.warn)(`${name}: ${(e as Error).message}; will retry`);
     }
   };
 
