@@ -1,5 +1,5 @@
 // The real Python bittensor SDK (bittensor, bittensor-drand, bittensor-wallet from PyPI, unmodified)
-// against the localnet over a real websocket, and the wallet files bittensor-wallet writes read by
+// and its btcli against the localnet over a real websocket, and the wallet files bittensor-wallet writes read by
 // core/chain: what most miners and validators run, meeting what Crusades serves and reads.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +11,7 @@ import { connectChain, type ChainClient } from "../core/chain/client.ts";
 import { loadHotkey } from "../core/chain/wallet.ts";
 import { memoryLogger } from "../core/log.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
-import { runInterop } from "./fixtures/sdk/venv.ts";
+import { runInterop, SDK_BTCLI } from "./fixtures/sdk/venv.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
 import { requireService } from "./services.ts";
 
@@ -87,6 +87,19 @@ describe.skipIf(!ready)("the Python bittensor SDK against the localnet", () => {
     expect(read.metagraph.alphaStakeRao).toEqual(accounts.map(stake));
     expect(read.commitments).toEqual({});
   }, 120_000);
+
+  test("btcli (the SDK's CLI) shows the subnet's metagraph", async () => {
+    const proc = Bun.spawn([SDK_BTCLI, "--network", net.url, "--fallback-endpoints", "none", "--archive-endpoints", "none", "--json", "subnets", "metagraph", netuid], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    const graph = JSON.parse(stdout) as { netuid: number; hotkeys: string[]; validator_permit: boolean[] };
+    expect(graph.netuid).toBe(net.netuid);
+    expect(graph.hotkeys).toEqual(registered().map((a) => a.ss58));
+    expect(graph.validator_permit).toEqual(registered().map((a) => a === net.accounts.owner || a === net.accounts.validator));
+  }, 60_000);
 
   test("an SDK-signed plain set_commitment and set_weights are read back with core/chain", async () => {
     const miner = net.accounts.miners[0]!;
