@@ -121,6 +121,13 @@ describe("Metadata runtime API over state_call", () => {
     const none = await call("Metadata_metadata_at_version", u8aToHex(registry.createType("u32", 13).toU8a()));
     expect(registry.createType("Option<Bytes>", none).isNone).toBe(true);
   });
+
+  test("state_getMetadata and Metadata_metadata answer V14, as FRAME's metadata() does; newer versions are asked for by number", async () => {
+    const registry = net.chain.runtime.registry;
+    expect(new Metadata(new TypeRegistry(), hexToU8a((await result("state_getMetadata")) as string)).version).toBe(14);
+    const opaque = registry.createType("Bytes", hexToU8a((await result("state_call", ["Metadata_metadata", "0x"])) as string));
+    expect(new Metadata(new TypeRegistry(), opaque.toU8a(true)).version).toBe(14);
+  });
 });
 
 describe("subnet runtime APIs", () => {

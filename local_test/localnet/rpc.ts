@@ -240,9 +240,10 @@ export class RpcHandler {
           return () => {};
         }),
       state_unsubscribeRuntimeVersion: unsub,
+      // FRAME's metadata() always returns V14 (clients that know newer versions ask for them by number).
       state_getMetadata: ([at]) => {
         chain.stateAt(optAt(at));
-        return runtime.metadataHex;
+        return u8aToHex(runtime.legacyMetadata(14));
       },
       state_getStorage: ([key, at]) => this.#storageValue(hexParam(key, "key"), optAt(at)),
       state_getStorageHash: ([key, at]) => {
@@ -372,7 +373,7 @@ export class RpcHandler {
       case "Core_version":
         return out(runtime.version);
       case "Metadata_metadata":
-        return out(runtime.metadataHex);
+        return out(u8aToHex(runtime.legacyMetadata(14)));
       case "Metadata_metadata_versions":
         return out(SERVED_METADATA_VERSIONS);
       case "Metadata_metadata_at_version": {
