@@ -25,6 +25,7 @@ interface SdkRead {
   specVersion: number;
   uids: Record<string, number>;
   neurons: { uid: number; hotkey: string; coldkey: string; validatorPermit: boolean; lastUpdate: number; stakeRao: number }[];
+  weights: Record<string, [number, number][]>;
   metagraph: { netuid: number; block: number; tempo: number; numUids: number; ownerHotkey: string; hotkeys: string[]; lastUpdate: number[]; alphaStakeRao: number[]; commitments: Record<string, string> };
   commitments: Record<string, { data: string; block: number; encrypted: boolean; revealed: [number, string][] }>;
 }
@@ -64,7 +65,7 @@ describe.skipIf(!ready)("the Python bittensor SDK against the localnet", () => {
     await net?.stop();
   });
 
-  test("reads block, spec version, uids, hotkeys, lite neurons, metagraph and commitments", async () => {
+  test("reads block, spec version, uids, hotkeys, neurons (lite and full), metagraph and commitments", async () => {
     const before = net.block();
     const read = await runInterop<SdkRead>(["read", net.url, netuid]);
     expect(read.block).toBeGreaterThanOrEqual(before);
@@ -86,6 +87,7 @@ describe.skipIf(!ready)("the Python bittensor SDK against the localnet", () => {
     expect(read.metagraph.tempo).toBe(Number(net.chain.state.must("subtensorModule", "tempo", net.netuid).toString()));
     expect(read.metagraph.alphaStakeRao).toEqual(accounts.map(stake));
     expect(read.commitments).toEqual({});
+    expect(Object.values(read.weights)).toEqual(accounts.map(() => []));
   }, 120_000);
 
   test("btcli (the SDK's CLI) shows the subnet's metagraph", async () => {
@@ -131,6 +133,10 @@ describe.skipIf(!ready)("the Python bittensor SDK against the localnet", () => {
     expect(read.metagraph.commitments[String(miner.uid)]).toBe(text);
     expect(read.neurons[validator.uid!]!.lastUpdate).toBe(weightsAt);
     expect(read.metagraph.lastUpdate[validator.uid!]).toBe(weightsAt);
+    expect(read.weights[String(validator.uid)]).toEqual([
+      [0, 65535],
+      [miner.uid!, 32768],
+    ]);
   }, 120_000);
 
   test("the SDK reads back the timelocked commitment our CLI made, once the chain reveals it", async () => {

@@ -139,13 +139,14 @@ describe("subnet runtime APIs", () => {
     return runtime.registry.createType(api.output, hexToU8a((await result("state_call", [method, data])) as string)).toJSON() as never;
   };
 
-  test("neurons_lite, neuron_lite and metagraph report the subnet's storage", async () => {
+  test("neurons(_lite), neuron(_lite), metagraph and subnet info report the subnet's storage", async () => {
     const netuid = net.netuid;
     // Values the chain would have written: a weight set at block 7 by the validator, and its stake.
     const state = net.chain.state;
     const validatorUid = net.accounts.validator.uid!;
     const n = [net.accounts.owner, net.accounts.burn, net.accounts.validator, ...net.accounts.miners].length;
     state.put("subtensorModule", "lastUpdate", [netuid], Array.from({ length: n }, (_, uid) => (uid === validatorUid ? 7 : 0)));
+    state.put("subtensorModule", "weights", [netuid, validatorUid], [[0, 65535], [3, 1200]]);
     const block = net.produceBlock();
 
     const neurons = (await decode("NeuronInfoRuntimeApi_get_neurons_lite", [netuid])) as Record<string, unknown>[];
@@ -161,6 +162,13 @@ describe("subnet runtime APIs", () => {
     expect(await decode("NeuronInfoRuntimeApi_get_neuron_lite", [netuid, validatorUid])).toEqual(neurons[validatorUid] as never);
     expect(await decode("NeuronInfoRuntimeApi_get_neuron_lite", [netuid, n])).toBeNull();
     expect(await decode("NeuronInfoRuntimeApi_get_neurons_lite", [netuid + 1])).toEqual([] as never);
+
+    // The full NeuronInfo: the lite fields plus each neuron's Weights and Bonds rows.
+    const full = (await decode("NeuronInfoRuntimeApi_get_neurons", [netuid])) as Record<string, unknown>[];
+    expect(full.map(({ weights, bonds, ...lite }) => lite)).toEqual(neurons);
+    expect(full.map((x) => x.weights)).toEqual(keys.map((_, uid) => (uid === validatorUid ? [[0, 65535], [3, 1200]] : [])));
+    expect(full.map((x) => x.bonds)).toEqual(keys.map(() => []));
+    expect(await decode("NeuronInfoRuntimeApi_get_neuron", [netuid, validatorUid])).toEqual(full[validatorUid] as never);
 
     const graph = (await decode("SubnetInfoRuntimeApi_get_metagraph", [netuid])) as Record<string, unknown>;
     expect(graph.netuid).toBe(netuid);

@@ -6,7 +6,7 @@ import { blake2AsU8a, decodeAddress, encodeAddress } from "@polkadot/util-crypto
 import type { Logger } from "../../core/log.ts";
 import type { Block, Chain, ChainEvents, TxStatus } from "./chain.ts";
 import { SERVED_METADATA_VERSIONS } from "./metadata-versions.ts";
-import { metagraph, neuronLiteAt, neuronsLite, subnetInfo } from "./runtime-apis.ts";
+import { metagraph, neuronAt, neuronLiteAt, neurons, neuronsLite, subnetInfo } from "./runtime-apis.ts";
 import { decodeExtrinsic, RpcError } from "./validate.ts";
 
 type Params = unknown[];
@@ -396,6 +396,10 @@ export class RpcHandler {
         return out(neuronsLite(runtime, view, Number(args[0]!.toString())));
       case "NeuronInfoRuntimeApi_get_neuron_lite":
         return out(neuronLiteAt(runtime, view, Number(args[0]!.toString()), Number(args[1]!.toString())));
+      case "NeuronInfoRuntimeApi_get_neurons":
+        return out(neurons(runtime, view, Number(args[0]!.toString())));
+      case "NeuronInfoRuntimeApi_get_neuron":
+        return out(neuronAt(runtime, view, Number(args[0]!.toString()), Number(args[1]!.toString())));
       case "SubnetInfoRuntimeApi_get_metagraph":
         return out(metagraph(runtime, view, Number(args[0]!.toString()), blockNumber));
       case "SubnetInfoRuntimeApi_get_subnet_info":

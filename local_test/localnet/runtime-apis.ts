@@ -1,5 +1,5 @@
-// The subtensor runtime APIs that SDK clients read a subnet through (NeuronInfoRuntimeApi's lite
-// neurons, SubnetInfoRuntimeApi's metagraph and subnet info), computed the way the runtime computes
+// The subtensor runtime APIs that SDK clients read a subnet through (NeuronInfoRuntimeApi's neurons,
+// full and lite, SubnetInfoRuntimeApi's metagraph and subnet info), computed the way the runtime computes
 // them: from the storage items each field is read from, so what a client sees through the API agrees
 // with what it reads from storage. Values the localnet never writes (rank, trust, emission, axons…)
 // come out as those items' defaults, as on a fresh subnet. The caller encodes the result with the
@@ -67,17 +67,30 @@ function neuronLite(r: Reader, netuid: number, uid: number, hotkey: string) {
   };
 }
 
-export function neuronsLite(runtime: Runtime, view: StateView, netuid: number) {
-  const r = new Reader(runtime, view);
-  if (!isTrue(r.get("networksAdded", netuid))) return [];
-  return hotkeys(r, netuid).map((hotkey, uid) => neuronLite(r, netuid, uid, hotkey));
+/** NeuronInfo: the lite fields plus the neuron's stored weights and bonds rows. */
+function neuron(r: Reader, netuid: number, uid: number, hotkey: string) {
+  const row = (item: string) => [...((r.get(item, netuid, uid) as (Codec & Iterable<Codec & [Codec, Codec]>) | undefined) ?? [])].map(([u, w]) => [num(u), num(w)]);
+  return { ...neuronLite(r, netuid, uid, hotkey), weights: row("weights"), bonds: row("bonds") };
 }
 
-export function neuronLiteAt(runtime: Runtime, view: StateView, netuid: number, uid: number) {
+type NeuronBuilder = typeof neuronLite | typeof neuron;
+
+function all(build: NeuronBuilder, runtime: Runtime, view: StateView, netuid: number) {
+  const r = new Reader(runtime, view);
+  if (!isTrue(r.get("networksAdded", netuid))) return [];
+  return hotkeys(r, netuid).map((hotkey, uid) => build(r, netuid, uid, hotkey));
+}
+
+function one(build: NeuronBuilder, runtime: Runtime, view: StateView, netuid: number, uid: number) {
   const r = new Reader(runtime, view);
   if (!isTrue(r.get("networksAdded", netuid)) || uid >= num(r.get("subnetworkN", netuid))) return null;
-  return neuronLite(r, netuid, uid, u8aToHex(r.get("keys", netuid, uid)!.toU8a()));
+  return build(r, netuid, uid, u8aToHex(r.get("keys", netuid, uid)!.toU8a()));
 }
+
+export const neuronsLite = (runtime: Runtime, view: StateView, netuid: number) => all(neuronLite, runtime, view, netuid);
+export const neuronLiteAt = (runtime: Runtime, view: StateView, netuid: number, uid: number) => one(neuronLite, runtime, view, netuid, uid);
+export const neurons = (runtime: Runtime, view: StateView, netuid: number) => all(neuron, runtime, view, netuid);
+export const neuronAt = (runtime: Runtime, view: StateView, netuid: number, uid: number) => one(neuron, runtime, view, netuid, uid);
 
 /** The subnet-wide hyperparameters both SubnetInfo and Metagraph carry, under the runtime's field names. */
 function subnetParams(r: Reader, netuid: number) {
