@@ -33,7 +33,7 @@ const CODE = {
   // would be the fastest by far.
   "cheat.py": readFileSync(join(repoRoot, "local_test/examples/cheat_train.py"), "utf8"),
 };
-const VERIFICATION_FAILURES = ["token_count", "logits_shape", "non_finite", "frozen_params", "weights_mismatch", "loss_mismatch", "logits_mismatch"];
+const VERIFICATION_FAILURES = ["token_count", "logits_shape", "non_finite", "frozen_params", "weights_mismatch", "loss_mismatch", "logits_mismatch", "optimizer_state"];
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-validator-e2e-"));
 const servers: Server[] = [];
