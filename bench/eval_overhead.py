@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """How much does an evaluation cost beyond the time it measures, and how stable is what it measures?
 
-    python3 bench/eval_overhead.py [--profile tiny|benchmark] [--runs 5] [--train PATH] [--synthetic]
+    python3 bench/eval_overhead.py [--profile tiny|tiny-bf16|benchmark] [--runs 5] [--train PATH] [--synthetic]
 
 Runs the validator's path (local_test/verify.py's request builder, then environments/templar/env.py as
 its own process, one run after another) and prints: the wall time of the whole N-run evaluation, the sum
 of the timed windows (the baseline: what is being measured), their ratio (our overhead), the mean time
-of each phase, and TPS per run with its coefficient of variation. On a CPU it also times the reference
+of each phase, the share of the window spent on the hand-over (the sketches computed and copied after
+the call returned: a cost every miner pays alike), and TPS per run with its coefficient of variation. On a CPU it also times the reference
 loop directly in this process after each run (no harness), whose CoV over the same minutes is the
 machine's own noise floor. --synthetic replaces the benchmark's token shard with seeded synthetic tokens
 (for a GPU box without prepared data)."""
@@ -21,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local_test"))
 
-from verify import benchmark_settings, build_request, run_env  # noqa: E402
+from verify import PROFILES, benchmark_settings, build_request, run_env  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=["tiny", "benchmark"], default="tiny")
+    parser.add_argument("--profile", choices=PROFILES, default="tiny")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--train", type=Path, default=ROOT / "local_test" / "train.py")
     parser.add_argument("--synthetic", action="store_true")
@@ -73,6 +74,9 @@ def main() -> int:
     print(f"overhead ratio total / windows     {total / windows:9.2f} x")
     print("mean per run: " + "  ".join(f"{k} {statistics.mean(v):.2f}s" for k, v in phases.items())
           + f"  process start {total / args.runs - statistics.mean(phases['inside_env_s']):.2f}s")
+    handover, window = statistics.mean(phases["handover_s"]), statistics.mean(phases["window_s"])
+    print(f"hand-over inside the window        {handover * 1e3:9.2f} ms of {window * 1e3:.1f} ms ({handover / window:.2%}), "
+          f"{docs[0]['diagnostics']['handover_bytes'] / 2**20:.2f} MiB of sketches")
     print("tps per run:  " + "  ".join(f"{t:,.0f}" for t in tps))
     cov = statistics.stdev(tps) / statistics.mean(tps) if len(tps) > 1 else 0.0
     print(f"tps median {statistics.median(tps):,.1f}  CoV {cov:.2%}")
@@ -124,7 +128,7 @@ class NoiseFloor:
         optimizer = w.make_optimizer(self.model, self.hp["optimizer"])
         tokens = w.make_tokens(seed, b["eval_steps"], b["batch_size"], b["sequence_length"], self.config.vocab_size, None)
         started = time.perf_counter()
-        w.reference_steps(self.model, tokens, optimizer, self.device)
+        w.reference_steps(self.model, tokens, optimizer, self.device, self.bench["autocast"])
         self.tps.append(tokens.numel() / (time.perf_counter() - started))
 
 
@@ -137,8 +141,9 @@ def _checks_line(docs) -> str:
                 worst[c["name"]] = max(worst.get(c["name"], c["value"]), c["value"])
     layers = {}
     for d in docs:
-        for name, err in (d["diagnostics"].get("worst_layers") or {}).items():
-            layers[name] = max(layers.get(name, 0.0), err or float("inf"))
+        for kind in ("update", "exp_avg", "exp_avg_sq"):
+            for name, err in (d["diagnostics"].get(f"{kind}_worst_layers") or {}).items():
+                layers[f"{kind}:{name}"] = max(layers.get(f"{kind}:{name}", 0.0), err)
     top = sorted(layers.items(), key=lambda kv: -kv[1])[:6]
     return ("checks, worst over runs: " + "  ".join(f"{k} {v:.4g}" for k, v in worst.items())
             + "\nworst tensors: " + "  ".join(f"{k} {v:.3g}" for k, v in top))

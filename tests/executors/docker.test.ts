@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
@@ -65,6 +66,20 @@ describe.skipIf(!ready)("docker executor", () => {
     expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
     expect(await pgrep(tag)).toEqual([]);
     expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
+  }, 600_000);
+
+  test("an escaping process chain is walled in by its uid: not counted, killed, and what it left removed", async () => {
+    // Docker's seccomp profile refuses namespaces, so here the worker's wall is its own uid (contain.py).
+    const code = readFileSync(join(repoRoot, "tests/fixtures/train/escape_chain.py"), "utf8")
+      .replace("TAG_NAME", marker().slice(-12)).replace("MARKER_PATH", "/tmp/escaped");
+    const request = tinyRequest(code);
+    const result = await dockerExecutor(options).evaluate(request, ctx());
+    expect(result.success).toBe(false);
+    expect(["optimizer_state", "frozen_params"]).toContain(result.error?.code);
+    expect(result.diagnostics.containment).toBe("uid");
+    // Its home, the file in /tmp, the one in /dev/shm and the SysV segment.
+    expect(result.diagnostics.left_behind_removed as number).toBeGreaterThanOrEqual(4);
+    expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
   }, 600_000);
 
   test("containers left by a crashed validator are removed at start", async () => {
