@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """How much does an evaluation cost beyond the time it measures, and how stable is what it measures?
 
-    python3 bench/eval_overhead.py [--profile tiny|tiny-bf16|benchmark] [--runs 5] [--train PATH] [--synthetic]
+    python3 bench/eval_overhead.py [--profile tiny|tiny-bf16|benchmark] [--runs 5] [--train PATH] [--synthetic] [--cold]
 
-Runs the validator's path (local_test/verify.py's request builder, then environments/templar/env.py as
-its own process, one run after another) and prints: the wall time of the whole N-run evaluation, the sum
+Runs the validator's path (local_test/verify.py's request builder, then environments/templar/env.py: one
+warm `env.py --serve` for the whole evaluation, a fresh supervisor and worker per run, as the process
+executor does; with --cold one process per run, the path before the warm server) and prints: the wall time of the whole N-run evaluation, the sum
 of the timed windows (the baseline: what is being measured), their ratio (our overhead), the mean time
 of each phase, the share of the window spent on the hand-over (the sketches computed and copied after
 the call returned: a cost every miner pays alike), and TPS per run with its coefficient of variation. On a CPU it also times the reference
@@ -14,6 +15,7 @@ machine's own noise floor. --synthetic replaces the benchmark's token shard with
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local_test"))
 
-from verify import PROFILES, benchmark_settings, build_request, run_env  # noqa: E402
+from verify import PROFILES, WarmHarness, benchmark_settings, build_request, run_env  # noqa: E402
 
 
 def main() -> int:
@@ -31,6 +33,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--train", type=Path, default=ROOT / "local_test" / "train.py")
     parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="one env.py process per run (interpreter and imports each time)")
     args = parser.parse_args()
     hp = json.loads((ROOT / "hparams" / "hparams.json").read_text())
     code = args.train.read_text()
@@ -39,10 +42,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="crusades-bench-") as tmp:
         # On a GPU a second model in this process would take memory from the runs it is compared with.
         floor = None if _has_cuda() else NoiseFloor(hp, args.profile)
+        stderr = sys.stderr if args.profile == "benchmark" else subprocess.DEVNULL
+        # The process executor keeps its server for the validator's lifetime: its start is not part of an
+        # evaluation (it is printed apart). --cold pays interpreter and imports in every run.
+        warm = None
+        if not args.cold:
+            server_started = time.perf_counter()
+            warm = WarmHarness(Path(tmp), stderr=stderr)
+            warm.wait_ready()
+            server_start = time.perf_counter() - server_started
         started = time.perf_counter()
         for i in range(args.runs):
-            docs.append(run_env(build_request(code, hp, args.profile, i, "bench", **overrides), Path(tmp),
-                                stderr=sys.stderr if args.profile == "benchmark" else None))
+            request = build_request(code, hp, args.profile, i, "bench", **overrides)
+            docs.append(warm.run(request) if warm else run_env(request, Path(tmp), stderr=stderr))
             d = docs[-1]
             print(f"run {i}: {'verified' if d['success'] else 'rejected'} tps {d['tps']:,.0f} in "
                   f"{d['total_time_seconds']:.1f}s  " + " ".join(f"{k} {v:.3f}" for k, v in
@@ -54,6 +66,8 @@ def main() -> int:
                 floor.sample()
                 started += time.perf_counter() - floor_started  # not part of the evaluation's wall time
         total = time.perf_counter() - started
+        if warm:
+            warm.close()
     failed = [d for d in docs if not d["success"]]
     if failed:
         d = failed[0]
@@ -68,12 +82,15 @@ def main() -> int:
         for k, v in d["diagnostics"]["timings"].items():
             phases.setdefault(k, []).append(v)
         phases.setdefault("inside_env_s", []).append(d["total_time_seconds"])
-    print(f"profile {args.profile} on {docs[0]['device']['name']} ({docs[0]['device']['type']}), {args.runs} runs of {args.train.name}")
+    print(f"profile {args.profile} on {docs[0]['device']['name']} ({docs[0]['device']['type']}), {args.runs} runs of "
+          f"{args.train.name}, {'one process per run' if args.cold else 'one warm env.py --serve'}")
     print(f"total wall time of the evaluation  {total:9.2f} s")
     print(f"sum of timed windows (baseline)    {windows:9.2f} s")
     print(f"overhead ratio total / windows     {total / windows:9.2f} x")
+    if not args.cold:
+        print(f"warm server start (once per validator, not in the total)  {server_start:.2f} s")
     print("mean per run: " + "  ".join(f"{k} {statistics.mean(v):.2f}s" for k, v in phases.items())
-          + f"  process start {total / args.runs - statistics.mean(phases['inside_env_s']):.2f}s")
+          + f"  outside the run's supervisor {total / args.runs - statistics.mean(phases['inside_env_s']):.2f}s")
     handover, window = statistics.mean(phases["handover_s"]), statistics.mean(phases["window_s"])
     print(f"hand-over inside the window        {handover * 1e3:9.2f} ms of {window * 1e3:.1f} ms ({handover / window:.2%}), "
           f"{docs[0]['diagnostics']['handover_bytes'] / 2**20:.2f} MiB of sketches")

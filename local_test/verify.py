@@ -4,8 +4,8 @@
     python3 local_test/verify.py PATH/train.py [--profile tiny|tiny-bf16|benchmark] [--runs N] [--json]
 
 Each run builds an evaluation request from hparams/hparams.json the way the validator does (fresh random
-seed and task id per run) and hands it to environments/templar/env.py, the validator's harness, in its own
-process. Exit status: 0 when every run verified, 1 when any was rejected, 2 on a usage error."""
+seed and task id per run) and hands it to environments/templar/env.py, the validator's harness: one run in
+its own process, several through one warm `env.py --serve` (a fresh supervisor and worker per run). Exit status: 0 when every run verified, 1 when any was rejected, 2 on a usage error."""
 import argparse
 import hashlib
 import json
@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +63,57 @@ def run_env(request: dict, workdir: Path, stderr=None) -> dict:
     proc = subprocess.run([sys.executable, str(ENV_PY), "--request", "-", "--result", str(res_path)],
                           input=json.dumps(request).encode(), stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        doc = json.loads(res_path.read_text())
+        return _checked(json.loads(res_path.read_text()), request)
     except (OSError, ValueError):
         return _no_result(request, f"env.py exited with status {proc.returncode} without a result document")
+
+
+class WarmHarness:
+    """One `env.py --serve` for many runs: the interpreter and imports once, then for each request a fresh
+    supervisor and worker forked from it (the validator's process executor does the same)."""
+
+    def __init__(self, workdir: Path, stderr=None):
+        self.inbox, self.outbox, self.n = workdir / "in", workdir / "out", 0
+        for d in (self.inbox, self.outbox):
+            d.mkdir(mode=0o700)
+        self.proc = subprocess.Popen([sys.executable, str(ENV_PY), "--serve", str(self.inbox), "--results",
+                                      str(self.outbox)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=stderr)
+
+    def wait_ready(self) -> bool:
+        """Blocks until the server has done its imports (False if it exited instead)."""
+        while not (self.outbox / "ready").exists():
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def run(self, request: dict) -> dict:
+        n, self.n = self.n, self.n + 1
+        tmp = self.inbox / f".request-{n}.json.tmp"
+        tmp.write_text(json.dumps(request))
+        tmp.chmod(0o600)
+        tmp.rename(self.inbox / f"request-{n}.json")
+        status = self.outbox / f"status-{n}"
+        while not status.exists():
+            if self.proc.poll() is not None:
+                return _no_result(request, f"the harness server exited with status {self.proc.returncode}")
+            time.sleep(0.005)
+        try:
+            return _checked(json.loads((self.outbox / f"result-{n}.json").read_text()), request)
+        except (OSError, ValueError):
+            return _no_result(request, f"env.py exited with status {status.read_text()} without a result document")
+
+    def close(self) -> None:
+        (self.inbox / "stop").touch()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _checked(doc: dict, request: dict) -> dict:
     if doc.get("diagnostics", {}).get("worker_uid") == 0 and doc.get("diagnostics", {}).get("containment") != "namespaces":
         # As the executors do: a worker left as root outside a user namespace could read anything.
         return _no_result(request, "the harness ran the submission as uid 0 outside a user namespace")
@@ -113,11 +162,17 @@ def main(argv=None) -> int:
     hp = json.loads(HPARAMS.read_text())
     docs = []
     with tempfile.TemporaryDirectory(prefix="crusades-verify-") as tmp:
-        for i in range(args.runs):
-            doc = run_env(build_request(code, hp, args.profile, i), Path(tmp))
-            docs.append(doc)
-            if not args.json:
-                print(report(doc), flush=True)
+        harness = WarmHarness(Path(tmp)) if args.runs > 1 else None
+        try:
+            for i in range(args.runs):
+                request = build_request(code, hp, args.profile, i)
+                doc = harness.run(request) if harness else run_env(request, Path(tmp))
+                docs.append(doc)
+                if not args.json:
+                    print(report(doc), flush=True)
+        finally:
+            if harness:
+                harness.close()
     verified = all(d["success"] for d in docs)
     if args.json:
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))

@@ -4,6 +4,7 @@ train correctly?
 
     python3 environments/templar/env.py --request req.json --result res.json
     python3 environments/templar/env.py --request - --result res.json < req.json
+    python3 environments/templar/env.py --serve IN_DIR --results OUT_DIR [--idle-seconds S]   (warm server)
 
 This process is the supervisor. It never imports miner code. It forks one worker (worker.py), behind the
 wall of contain.py, before it reads the request (and before it touches the GPU), runs the reference training
@@ -42,6 +43,7 @@ LOG_JOIN_S = 5.0
 REPORT_LIMIT = 1 << 20  # bytes of one frame from the worker: reports are small
 MESSAGE_LIMIT = 4000
 REQUEST_LIMIT = 64 << 20
+SERVE_POLL_S = 0.005
 REPORT_FIELDS = {"total_tokens": "int", "final_loss": "loss", "logits_shape": "shape"}
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
@@ -433,13 +435,33 @@ def write_result(path: Path, doc: dict) -> None:
 def main(argv=None) -> int:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--request", required=True, help="evaluation request (JSON): a file, or - for stdin "
-                                                          "(a worker under our own uid could read a file)")
-    parser.add_argument("--result", required=True, type=Path, help="where to write the result document")
+    parser.add_argument("--request", help="evaluation request (JSON): a file, or - for stdin "
+                                           "(a worker under our own uid could read a file)")
+    parser.add_argument("--result", type=Path, help="where to write the result document")
+    parser.add_argument("--serve", type=Path, metavar="IN_DIR", help="warm server: evaluate IN_DIR/request-<n>.json "
+                                                                     "for n = 0, 1, … (see serve())")
+    parser.add_argument("--results", type=Path, metavar="OUT_DIR", help="with --serve: where result-<n>.json and "
+                                                                        "status-<n> go")
+    parser.add_argument("--idle-seconds", type=float, default=300.0, help="with --serve: exit after this long "
+                                                                          "without a request (default 300)")
     args = parser.parse_args(argv)
+    if args.serve is not None:
+        if args.results is None or args.request or args.result:
+            parser.error("--serve takes --results (and --idle-seconds), not --request/--result")
+        for d in (args.serve, args.results):
+            if not d.is_dir():
+                print(f"env.py: {d} is not a directory", file=sys.stderr)
+                return 2
+        return serve(args.serve, args.results, args.idle_seconds)
+    if not args.request or not args.result:
+        parser.error("--request and --result are required (or --serve)")
+    return _one_run(args.request, args.result, started)
+
+
+def _one_run(source: str, result: Path, started: float) -> int:
     _libc.prctl(PR_SET_DUMPABLE, 0)
-    if not args.result.parent.is_dir():
-        print(f"env.py: the result directory {args.result.parent} does not exist", file=sys.stderr)
+    if not result.parent.is_dir():
+        print(f"env.py: the result directory {result.parent} does not exist", file=sys.stderr)
         return 2
     # The worker is forked before the request is read: a forked child holds a copy of everything in our
     # memory, and a submission can search its own (gc.get_objects(), /proc/self/mem) for the seed and
@@ -448,10 +470,54 @@ def main(argv=None) -> int:
     handover_fd = handover_mod.new_fd()
     worker = WorkerProcess(device, handover_fd)
     try:
-        return _run(args, started, worker, device, handover_fd)
+        return _run(source, result, started, worker, device, handover_fd)
     finally:
         worker.close()
         os.close(handover_fd)
+
+
+def serve(in_dir: Path, out_dir: Path, idle_seconds: float) -> int:
+    """A warm server: the imports are paid once, then each request gets a fresh supervisor forked from this
+    process (which never reads a request, so none is in the memory its children copy), which forks a
+    fresh worker before it reads its request, exactly as the one-shot command line does. Requests are
+    IN_DIR/request-<n>.json for n = 0, 1, …, written atomically (rename) one at a time; for each, the
+    supervisor writes OUT_DIR/result-<n>.json and then this process OUT_DIR/status-<n> (the supervisor's
+    exit status: 0 a document was written, 2 unreadable request, 1 no document, else it died). OUT_DIR/ready
+    appears once the imports are done. IN_DIR/stop, or idle_seconds without a request, ends the server
+    (exit 0)."""
+    _libc.prctl(PR_SET_DUMPABLE, 0)
+    gc.collect()
+    gc.freeze()  # what the imports made is shared copy-on-write by every supervisor forked from here
+    (out_dir / "ready").touch()
+    n, idle_since = 0, time.monotonic()
+    while True:
+        request = in_dir / f"request-{n}.json"
+        if not request.exists():
+            if (in_dir / "stop").exists() or time.monotonic() - idle_since > idle_seconds:
+                return 0
+            time.sleep(SERVE_POLL_S)
+            continue
+        started = time.perf_counter()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 70
+            try:
+                status = _one_run(str(request), out_dir / f"result-{n}.json", started)
+            except BaseException:  # noqa: BLE001 — the supervisor must never fall back into the server loop
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        tmp = out_dir / f".status-{n}.tmp"
+        tmp.write_text(str(code))
+        os.replace(tmp, out_dir / f"status-{n}")
+        n, idle_since = n + 1, time.monotonic()
 
 
 def _read_request(source: str) -> dict:
@@ -463,11 +529,11 @@ def _read_request(source: str) -> dict:
     return json.loads(Path(source).read_text(encoding="utf-8"))
 
 
-def _run(args, started: float, worker: WorkerProcess, device, handover_fd: int) -> int:
+def _run(source: str, result: Path, started: float, worker: WorkerProcess, device, handover_fd: int) -> int:
     try:
-        request = _read_request(args.request)
+        request = _read_request(source)
     except (OSError, ValueError) as e:
-        print(f"env.py: cannot read the request {args.request}: {e}", file=sys.stderr)
+        print(f"env.py: cannot read the request {source}: {e}", file=sys.stderr)
         return 2
     problems = schema_errors(request, "evaluation-request.schema.json")
     if problems:
@@ -475,7 +541,7 @@ def _run(args, started: float, worker: WorkerProcess, device, handover_fd: int) 
               file=sys.stderr)
         return 2
     try:
-        doc = evaluate(request, args.result, started, worker, device, handover_fd, args.request != "-")
+        doc = evaluate(request, result, started, worker, device, handover_fd, source != "-")
     except Exception as e:  # noqa: BLE001 — our own bug: still answer with a document
         doc = {"schema_version": 1, **{k: request[k] for k in ("task_id", "submission_id", "run_index")},
                "success": False, "tps": 0.0, "mfu": None, "total_tokens": 0, "wall_time_seconds": 0.0,
@@ -487,9 +553,9 @@ def _run(args, started: float, worker: WorkerProcess, device, handover_fd: int) 
         doc.update(success=False, tps=0.0, mfu=None, checks=[], diagnostics={}, error={
             "code": "harness_error", "message": "result failed its own schema: " + "; ".join(problems[:3])})
     try:
-        write_result(args.result, doc)
+        write_result(result, doc)
     except (OSError, ValueError) as e:
-        print(f"env.py: cannot write the result to {args.result}: {e}", file=sys.stderr)
+        print(f"env.py: cannot write the result to {result}: {e}", file=sys.stderr)
         return 1
     err = doc["error"]
     print(f"env.py: {'verified' if doc['success'] else 'rejected'} tps={doc['tps']:.1f}"

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 
 from conftest import ENV_PY, HPARAMS, build_request, read_code, run_harness
 
@@ -36,3 +37,28 @@ def test_existing_file_at_result_path_is_replaced(workdir):
     (workdir / f"res-{request['task_id']}.json").write_text("stale")
     status, doc, _ = run_harness(request, workdir)
     assert status == 0 and doc["error"]["code"] == "syntax_error"
+
+
+def test_the_warm_server_answers_every_request_with_a_status(tmp_path):
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    outbox.mkdir()
+    server = subprocess.Popen([sys.executable, str(ENV_PY), "--serve", str(inbox), "--results", str(outbox),
+                               "--idle-seconds", "60"], stderr=subprocess.DEVNULL)
+    try:
+        (inbox / "request-0.json").write_text("{not json")
+        good = build_request(read_code("syntax_error"), HPARAMS)
+        (inbox / ".tmp").write_text(json.dumps(good))
+        (inbox / ".tmp").rename(inbox / "request-1.json")
+        deadline = time.monotonic() + 120
+        while not (outbox / "status-1").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (inbox / "stop").touch()
+        assert server.wait(timeout=60) == 0
+    finally:
+        server.kill()
+    assert (outbox / "ready").exists()
+    assert (outbox / "status-0").read_text() == "2" and not (outbox / "result-0.json").exists()
+    assert (outbox / "status-1").read_text() == "0"
+    doc = json.loads((outbox / "result-1.json").read_text())
+    assert doc["error"]["code"] == "syntax_error" and doc["task_id"] == good["task_id"]

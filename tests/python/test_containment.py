@@ -80,3 +80,21 @@ def test_verify_cli_keeps_the_seed_out_of_the_workers_reach():
     assert "reached nothing outside the worker" in doc["diagnostics"]["worker_log_tail"], doc["diagnostics"]["worker_log_tail"]
     assert doc["success"] and proc.returncode == 0, doc["error"]
     assert doc["diagnostics"]["request_readable_by_worker"] is False
+
+
+def test_the_warm_server_gives_every_run_a_clean_slate(tmp_path):
+    # One env.py --serve for three runs, as the process executor runs them: what a run leaves behind
+    # (files, /dev/shm, SysV IPC, a daemon) is gone before the next one imports the submission.
+    from verify import WarmHarness
+    harness = WarmHarness(tmp_path)
+    try:
+        code = read_code("leave_for_next_run")
+        docs = [harness.run(build_request(code, HPARAMS, run_index=i, submission_id="leave")) for i in range(3)]
+    finally:
+        harness.close()
+    assert [d["run_index"] for d in docs] == [0, 1, 2]
+    for d in docs:
+        assert d["success"], d["error"]
+        assert "found nothing from an earlier run" in d["diagnostics"]["worker_log_tail"]
+    assert harness.proc.returncode == 0 and (tmp_path / "out" / "status-2").read_text() == "0"
+    assert len({d["task_id"] for d in docs}) == 3
