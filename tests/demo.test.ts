@@ -110,9 +110,9 @@ describe("demo", () => {
       expect(template!.ok).toBe(template!.planned);
       // Every run of the cheat fails verification against the reference, and the reason is printed.
       expect(cheat!.ok).toBe(0);
-      expect(cheat!.state).toMatch(/^REJECTED (weights|loss|logits)_mismatch \(\d+\/\d+ runs\)$/);
+      expect(cheat!.state).toMatch(/^REJECTED (weights|optimizer|loss|logits)_mismatch \(\d+\/\d+ runs\)$/);
       const reason = board.match(/^ {2}cheat rejected: (\w+): (.+)$/m);
-      expect(reason?.[1]).toMatch(/^(weights|loss|logits)_mismatch$/);
+      expect(reason?.[1]).toMatch(/^(weights|optimizer|loss|logits)_mismatch$/);
       expect(reason![2]!.length).toBeGreaterThan(10);
 
       // Weights reached the chain, with the leader's share going to the fast miner.

@@ -75,7 +75,7 @@ describe.skipIf(!ready)("docker executor", () => {
     const request = tinyRequest(code);
     const result = await dockerExecutor(options).evaluate(request, ctx());
     expect(result.success).toBe(false);
-    expect(["optimizer_state", "frozen_params"]).toContain(result.error?.code);
+    expect(["optimizer_state", "frozen_params"]).toContain(result.error?.code ?? "none");
     expect(result.diagnostics.containment).toBe("uid");
     // Its home, the file in /tmp, the one in /dev/shm and the SysV segment.
     expect(result.diagnostics.left_behind_removed as number).toBeGreaterThanOrEqual(4);
