@@ -1,8 +1,8 @@
-// Dev-only executor: runs the harness as a local subprocess with no isolation at all. Miner code runs
-// as the validator's own user, can read the request (seed included) and write anywhere that user can,
-// so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
+// Dev-only executor: runs the harness as a local warm server (session.ts) with no isolation at all. Miner
+// code runs as the validator's own user, can read the request (seed included) and write anywhere that
+// user can, so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
@@ -10,9 +10,10 @@ import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { HARNESS_SCRIPT, harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { HARNESS_SCRIPT, limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
 import { killTree, procStat } from "./process-tree.ts";
+import { serveArgs, SessionPool, type Output, type ServerHandle } from "./session.ts";
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
@@ -108,75 +109,81 @@ export async function sweepOrphanRunDirs(log: Logger, root = tmpdir()): Promise<
   return removed;
 }
 
-export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => ({
-  init: async (log) => {
-    await sweepOrphanHarnesses(log);
-    await sweepOrphanRunDirs(log);
-  },
+export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => {
+  // One warm server per run in flight, kept for the validator's lifetime: the server never reads a
+  // request itself, so nothing of one run is in the memory the next run's processes are forked from.
+  const pool = new SessionPool({ start: (_key, log, output) => startServer(opts, log, output), exclusive: false });
+  return {
+    init: async (log) => {
+      await sweepOrphanHarnesses(log);
+      await sweepOrphanRunDirs(log);
+      // The server imports while the validator gets ready: the first evaluation finds it warm.
+      await pool.warm("", log, logStream(log, opts.maxLogBytes));
+    },
 
-  async evaluate(request: EvaluationRequest, ctx) {
-    const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
-    if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-    const dir = await mkdtemp(join(tmpdir(), `crusades-process-${process.pid}-`));
-    log.debug("run directory", { dir });
-    const output = logStream(log, opts.maxLogBytes);
-    try {
-      const requestPath = join(dir, REQUEST_FILE);
-      const resultPath = join(dir, RESULT_FILE);
-      await writeFile(requestPath, JSON.stringify(request), { mode: 0o600 });
-      // Run as root, env.py moves the worker to an unprivileged uid: it must reach its home under tmp/
-      // (dir traversable, tmp/ sticky and open) but neither list the dir nor read the request.
-      await chmod(dir, 0o711);
-      await mkdir(join(dir, "tmp"));
-      await chmod(join(dir, "tmp"), 0o1777);
-      const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
-      for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-      Object.assign(env, opts.env, { TMPDIR: join(dir, "tmp") });
-
-      const limitMs = wallClockLimitMs(request, opts);
-      const end = await runGroup(opts.python, ["-c", DIE_WITH_PARENT, String(process.pid), ...harnessArgs(requestPath, resultPath)], { cwd: opts.workdir, env }, limitMs, ctx.signal, output.write);
+    async evaluate(request: EvaluationRequest, ctx) {
+      const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
+      if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
+      const output = logStream(log, opts.maxLogBytes);
+      const { end, document } = await pool.evaluate("", request, wallClockLimitMs(request, opts), ctx.signal, output, log);
       output.end();
-      const document = end.kind === "exited" ? await readFile(resultPath, "utf8").catch(() => null) : null;
       const result = resultOf(request, end, document, output.tail());
       log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
       return result;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  },
-}));
+    },
+
+    close: () => pool.close(),
+  };
+});
+
+// A server outlives idle spells of any length; PR_SET_PDEATHSIG and the startup sweep are what end one
+// whose validator is gone.
+const SERVER_IDLE_SECONDS = 365 * 24 * 3600;
 
 /**
- * Runs a command in its own process group and resolves once its output is closed: on a normal exit, a
- * timeout or an abort everything the run started is killed (see process-tree.ts), so nothing outlives it.
+ * Starts `env.py --serve` in a process group of its own, in a fresh session dir (its in/ and out/ 0700,
+ * so a worker moved to another uid reads neither requests nor results, and tmp/ for its home).
  */
-function runGroup(
-  cmd: string,
-  args: string[],
-  options: { cwd: string; env: Record<string, string> },
-  limitMs: number,
-  signal: AbortSignal,
-  onOutput: (stream: "stdout" | "stderr", chunk: Uint8Array) => void,
-): Promise<RunEnd> {
-  return new Promise((resolve) => {
-    let end: RunEnd | undefined;
-    const child = spawn(cmd, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    const finish = (e: RunEnd) => {
-      end ??= e;
+async function startServer(opts: z.infer<typeof ProcessExecutorOptions>, log: Logger, output: Output): Promise<ServerHandle> {
+  const dir = await mkdtemp(join(tmpdir(), `crusades-process-${process.pid}-`));
+  log.debug("run directory", { dir });
+  const inDir = join(dir, "in");
+  const outDir = join(dir, "out");
+  const tmp = join(dir, "tmp");
+  for (const d of [inDir, outDir, tmp]) await mkdir(d);
+  await chmod(inDir, 0o700);
+  await chmod(outDir, 0o700);
+  // Run as root, env.py moves the worker to an unprivileged uid: it must reach its home under tmp/
+  // (dir traversable, tmp/ sticky and open) but not list the dir.
+  await chmod(tmp, 0o1777);
+  await chmod(dir, 0o711);
+  const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
+  for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  Object.assign(env, opts.env, { TMPDIR: tmp });
+
+  const args = ["-c", DIE_WITH_PARENT, String(process.pid), ...serveArgs(inDir, outDir, SERVER_IDLE_SECONDS)];
+  const child = spawn(opts.python, args, { cwd: opts.workdir, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.on("data", (c: Uint8Array) => output("stdout", c));
+  child.stderr.on("data", (c: Uint8Array) => output("stderr", c));
+  const exited = new Promise<RunEnd>((resolve) => {
+    child.on("error", (e) => resolve({ kind: "failed", message: `cannot start ${opts.python}: ${e.message}` }));
+    child.on("exit", (code, sig) => {
+      // Strays of a dead server (its group) must not keep running or hold its pipes.
       if (child.pid) killTree(child.pid);
-    };
-    const timer = setTimeout(() => finish({ kind: "timeout", limitMs }), limitMs);
-    const onAbort = () => finish({ kind: "cancelled" });
-    signal.addEventListener("abort", onAbort, { once: true });
-    child.stdout.on("data", (c: Uint8Array) => onOutput("stdout", c));
-    child.stderr.on("data", (c: Uint8Array) => onOutput("stderr", c));
-    child.on("error", (e) => finish({ kind: "failed", message: `cannot start ${cmd}: ${e.message}` }));
-    // Strays that inherited the pipes would hold "close" back forever; killing the tree on exit ends them.
-    child.on("exit", (code, sig) => finish({ kind: "exited", code, signal: sig }));
-    child.on("close", () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      resolve(end ?? { kind: "failed", message: "the harness ended without an exit status" });
+      resolve({ kind: "exited", code, signal: sig });
     });
   });
+  // An idle server must not keep the validator's event loop alive; it dies with the validator anyway.
+  child.unref();
+  return {
+    inDir,
+    outDir,
+    read: (name) => readFile(join(outDir, name), "utf8").catch(() => null),
+    exited,
+    async kill() {
+      if (child.pid) killTree(child.pid);
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
