@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark profile on a GPU host, as one prepared run (Qwen2.5-3B config, batch 4 x 1024, 5 steps,
-# seeded synthetic tokens). Prints the device and library versions, then three evaluations through the
-# validator's path (bench/eval_overhead.py, env.py per run):
-#   1. the template, 5 runs: TPS per run, MFU, CoV, phase timings, honest check values;
-#   2. an honest faster loop (fused AdamW, direct module pass), 3 runs: the honest-vs-honest spread the
-#      GPU tolerances are set against;
-#   3. cheats, 1 run each: skipping backward on the last step (weights_mismatch) and freezing layers then
-#      restoring requires_grad (frozen_params).
+# seeded synthetic tokens). Prints the device and library versions, then, through the validator's path:
+#   1. the template, 5 runs through one warm env.py --serve (bench/eval_overhead.py): TPS per run, MFU,
+#      CoV, each phase, the in-window hand-over against the window, the overhead ratio;
+#   2. an honest faster loop (the given AdamW fused, direct module pass), 3 runs;
+#   3. bench/separation.py: every honest variant and every gradient shortcut once, and per statistic the
+#      honest spread, the weakest shortcut and their ratio: what the GPU tolerances are set against.
 # Logs go to $OUT (or artifacts/gpu); PROFILE=tiny rehearses the script on a CPU. Each step has its own time limit so one hang cannot eat the rest.
 set -u
 cd "$(dirname "$0")/.."
@@ -26,6 +25,10 @@ step() {
 }
 step template "${TEMPLATE_LIMIT:-300}" --runs 5
 step honest_fast "${HONEST_LIMIT:-150}" --runs 3 --train tests/fixtures/train/honest_fast.py
-for cheat in skip_backward_last freeze_restore; do
-  step "$cheat" "${CHEAT_LIMIT:-80}" --runs 1 --train "tests/fixtures/train/$cheat.py"
-done
+echo "== separation"
+# A subset on the GPU (each run costs a 3B reference): the kernel variants most likely to differ in bf16, and
+# the shortcuts closest to honest on tiny-bf16.
+timeout "${SEPARATION_LIMIT:-420}" python3 bench/separation.py --profile "${PROFILE:-benchmark}" --synthetic \
+  --honest "${HONEST_VARIANTS:-fused,chunked_ce,microbatch,compile}" \
+  --shortcuts "${SHORTCUTS:-zero_last,reuse_last,mhat_last,lr110,head_quarter}" 2>&1 | tee "$out/separation.txt"
+echo "== separation: exit ${PIPESTATUS[0]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How far apart are honest loops and gradient shortcuts, statistic by statistic?
 
-    python3 bench/separation.py [--profile tiny-bf16|tiny|benchmark]
+    python3 bench/separation.py [--profile tiny-bf16|tiny|benchmark] [--synthetic] [--honest a,b] [--shortcuts c,d]
 
 Evaluates every honest variant (tests/fixtures/train/honest_variants.py, the template, the fast example)
 and every gradient shortcut (tests/fixtures/train/gradient_shortcuts.py) through the real harness, then
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "train"
 sys.path.insert(0, str(ROOT / "local_test"))
 
-from verify import PROFILES, build_request, run_env  # noqa: E402
+from verify import PROFILES, WarmHarness, build_request  # noqa: E402
 
 HONEST = ["foreach", "fused", "chunked_ce", "microbatch", "eager_attn", "math_sdpa", "compile", "compile_autotune",
           "namedtuple", "tensor_loss", "torch_save"]
@@ -28,11 +28,11 @@ SHORTCUTS = ["zero_last", "reuse_last", "mhat_last", "zero_last2", "lr110", "lr1
 STATS = [f"{kind}_{stat}" for kind in ("update", "exp_avg", "exp_avg_sq") for stat in ("scale", "rel_global", "rel_layer")]
 
 
-def sources() -> dict[str, str]:
+def sources(honest: list[str], shortcuts: list[str]) -> dict[str, str]:
     out = {"template": (ROOT / "local_test" / "train.py").read_text(),
            "fast_train": (ROOT / "local_test" / "examples" / "fast_train.py").read_text()}
-    out.update({v: (FIXTURES / "honest_variants.py").read_text().replace("VARIANT_NAME", v) for v in HONEST})
-    out.update({f"cheat:{m}": (FIXTURES / "gradient_shortcuts.py").read_text().replace("MODE_NAME", m) for m in SHORTCUTS})
+    out.update({v: (FIXTURES / "honest_variants.py").read_text().replace("VARIANT_NAME", v) for v in honest})
+    out.update({f"cheat:{m}": (FIXTURES / "gradient_shortcuts.py").read_text().replace("MODE_NAME", m) for m in shortcuts})
     return out
 
 
@@ -43,15 +43,21 @@ def distance(stat: str, value: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, default="tiny-bf16")
+    parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
+    parser.add_argument("--honest", default=",".join(HONEST), help="honest variants to run (comma-separated)")
+    parser.add_argument("--shortcuts", default=",".join(SHORTCUTS), help="shortcuts to run (comma-separated)")
     args = parser.parse_args()
     hp = json.loads((ROOT / "hparams" / "hparams.json").read_text())
+    overrides = {"data_path": None} if args.synthetic else {}
     docs = {}
     with tempfile.TemporaryDirectory(prefix="crusades-separation-") as tmp:
-        for name, code in sources().items():
-            docs[name] = run_env(build_request(code, hp, args.profile, submission_id=name), Path(tmp),
-                                 stderr=open(os.devnull, "w"))
-            d = docs[name]
-            print(f"{name}: {'verified' if d['success'] else d['error']['code']}", file=sys.stderr, flush=True)
+        harness = WarmHarness(Path(tmp), stderr=open(os.devnull, "w"))
+        try:
+            for name, code in sources(args.honest.split(","), args.shortcuts.split(",")).items():
+                docs[name] = d = harness.run(build_request(code, hp, args.profile, submission_id=name, **overrides))
+                print(f"{name}: {'verified' if d['success'] else d['error']['code']}", file=sys.stderr, flush=True)
+        finally:
+            harness.close()
     values = {n: {c["name"]: c["value"] for c in d["checks"] if c["value"] is not None} for n, d in docs.items()}
     honest = [n for n in docs if not n.startswith("cheat:")]
     cheats = [n for n in docs if n.startswith("cheat:")]
