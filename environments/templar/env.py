@@ -319,6 +319,11 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         config = workload.config_from(raw_config)
     except (OSError, ValueError, KeyError) as e:
         return finish({"code": "harness_error", "message": f"cannot load the model config: {e}"})
+    shard = _data_path(bench)
+    if shard is not None and not os.path.exists(shard):
+        return finish({"code": "harness_error", "message": f"the token shard {shard} does not exist: write it with "
+                                                           "python3 local_test/setup_benchmark.py (real text; with "
+                                                           "synthetic tokens the loss check sees nothing)"})
     vocab, steps = config.vocab_size, bench["eval_steps"]
     expected_tokens = bench["batch_size"] * bench["sequence_length"] * steps
     logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)

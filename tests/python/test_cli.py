@@ -62,3 +62,10 @@ def test_the_warm_server_answers_every_request_with_a_status(tmp_path):
     assert (outbox / "status-1").read_text() == "0"
     doc = json.loads((outbox / "result-1.json").read_text())
     assert doc["error"]["code"] == "syntax_error" and doc["task_id"] == good["task_id"]
+
+
+def test_a_missing_token_shard_is_named(workdir):
+    request = build_request(read_code("template"), HPARAMS, data_path=str(workdir / "absent.npy"))
+    status, doc, _ = run_harness(request, workdir)
+    assert status == 0 and doc["error"]["code"] == "harness_error"
+    assert "absent.npy" in doc["error"]["message"] and "setup_benchmark.py" in doc["error"]["message"]
