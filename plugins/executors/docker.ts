@@ -1,9 +1,10 @@
-// Runs each evaluation in a fresh, locked-down container on the validator's own Docker engine
-// (the GPUs on this machine). The isolation policy itself lives in sandbox.ts.
+// Runs evaluations in locked-down containers on the validator's own Docker engine (the GPUs on this
+// machine): one container per submission, serving all its runs (session.ts). The isolation policy itself
+// lives in sandbox.ts.
 import Docker from "dockerode";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -12,9 +13,10 @@ import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
-import { logStream, type LogStream } from "./log-stream.ts";
-import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { logStream } from "./log-stream.ts";
+import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { SessionPool, type Output, type ServerHandle } from "./session.ts";
 
 export const DockerExecutorOptions = SandboxOptions.extend({
   build: z
@@ -33,12 +35,21 @@ export const DockerExecutorOptions = SandboxOptions.extend({
     .describe("Build the image when missing or built from other harness files: { context, dockerfile, include, baseImage } (BASE build-arg); false: use the image as it is."),
   ...limitOptions(),
   socketPath: z.string().min(1).optional().describe("Docker engine socket; default DOCKER_HOST or /var/run/docker.sock."),
+  idleSeconds: z.number().positive().default(60).describe("A submission's container waits this long for its next run before it is removed."),
 });
 export type DockerExecutorOptions = z.infer<typeof DockerExecutorOptions>;
 
 export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (opts) => {
   const docker = new Docker(opts.socketPath ? { socketPath: opts.socketPath } : undefined);
   let ready: Promise<void> | undefined;
+  // One container per submission: its runs share the imports, never a process (each run gets a fresh
+  // supervisor and worker). Keyed by submission, so a run never shares a container with another
+  // submission's; the next submission's first run removes the previous one.
+  const pool = new SessionPool({
+    start: (submissionId, log, output) => startContainer(docker, opts, submissionId, log, output),
+    idleMs: opts.idleSeconds * 1000,
+    exclusive: true,
+  });
 
   // Once per executor: a retry after a failure (engine down, build error) starts over.
   const prepare = (log: Logger) =>
@@ -61,92 +72,71 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
       } catch (e) {
         return resultOf(request, { kind: "failed", message: `docker executor not ready: ${(e as Error).message}` }, null, "");
       }
-      const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
-      log.debug("run directory", { dir });
       const output = logStream(log, opts.maxLogBytes);
-      try {
-        const inDir = join(dir, "in");
-        const outDir = join(dir, "out");
-        await mkdir(inDir);
-        await mkdir(outDir);
-        await writeFile(join(inDir, REQUEST_FILE), JSON.stringify(request), { mode: MODES.request });
-        await chmod(inDir, MODES.dir);
-        await chmod(outDir, MODES.dir);
-        const spec = sandboxSpec(opts, request, { inDir, outDir });
-        const { end, document } = await runContainer(docker, createOptions(opts, opts, spec), wallClockLimitMs(request, opts), ctx.signal, output, log);
-        output.end();
-        const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
-        log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
-        return result;
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      const { end, document } = await pool.evaluate(request.submission_id, request, wallClockLimitMs(request, opts), ctx.signal, output, log);
+      output.end();
+      const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
+      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+      return result;
     },
+
+    close: () => pool.close(),
   };
 });
 
+// The server's own idle exit ends a container whose validator vanished; the stale sweep removes it later.
+const SERVER_IDLE_MARGIN_SECONDS = 60;
+
 /**
- * Creates, runs and always removes one container; the whole run is bounded by limitMs. The result is
- * copied out of the stopped container by the engine: the supervisor wrote it as the container's root
- * with mode 0600, which a validator that is not root could not read from the bind mount itself.
+ * Creates and starts the sandbox container running a warm server for one submission. Results are
+ * copied out by the engine: the supervisor writes them as the container's root with mode 0600, which a
+ * validator that is not root could not read from the bind mount itself.
  */
-async function runContainer(
-  docker: Docker,
-  create: Docker.ContainerCreateOptions,
-  limitMs: number,
-  signal: AbortSignal,
-  output: LogStream,
-  log: Logger,
-): Promise<{ end: RunEnd; document: string | null }> {
+async function startContainer(docker: Docker, opts: DockerExecutorOptions, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
+  const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
+  log.debug("run directory", { dir });
+  const inDir = join(dir, "in");
+  const outDir = join(dir, "out");
+  for (const d of [inDir, outDir]) {
+    await mkdir(d);
+    await chmod(d, MODES.dir);
+  }
+  const run = { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(opts.idleSeconds + SERVER_IDLE_MARGIN_SECONDS) };
+  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir }));
   let container: Docker.Container | undefined;
-  let stopped: RunEnd | undefined;
-  const stop = (why: RunEnd) => {
-    stopped ??= why;
-    container?.kill().catch(() => {}); // already exited: nothing to kill
+  const remove = async () => {
+    await container?.remove({ force: true, v: true }).catch((e: Error) => {
+      if (!/no such container|is already in progress/i.test(e.message)) log.warn(`could not remove container ${create.name}: ${e.message}`);
+    });
+    await rm(dir, { recursive: true, force: true });
   };
-  const timer = setTimeout(() => stop({ kind: "timeout", limitMs }), limitMs);
-  const onAbort = () => stop({ kind: "cancelled" });
-  signal.addEventListener("abort", onAbort, { once: true });
   try {
     container = await docker.createContainer(create);
     const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    const streamEnded = new Promise<void>((r) => {
-      stream.on("end", r);
-      stream.on("close", r);
-      stream.on("error", () => r());
-    });
     const sink = (name: "stdout" | "stderr") =>
       new Writable({
         write(chunk, _enc, done) {
-          output.write(name, chunk);
+          output(name, chunk);
           done();
         },
       });
     docker.modem.demuxStream(stream, sink("stdout"), sink("stderr"));
-    if (stopped) return { end: stopped, document: null };
     await container.start();
-    if (stopped) await container.kill().catch(() => {});
-    const { StatusCode } = await container.wait();
-    // Output still in flight after exit; a container that is gone cannot keep it open for long.
-    await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 2000))]);
-    if (stopped) return { end: stopped, document: null };
-    return { end: { kind: "exited", code: StatusCode }, document: await copyOut(container, `${CONTAINER_OUT}/${RESULT_FILE}`) };
   } catch (e) {
-    return { end: stopped ?? { kind: "failed", message: `docker: ${(e as Error).message}` }, document: null };
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
-    if (container) {
-      await container.remove({ force: true, v: true }).catch((e: Error) => {
-        if (!/no such container|is already in progress/i.test(e.message)) log.warn(`could not remove container ${create.name}: ${e.message}`);
-      });
-    }
+    await remove();
+    throw new Error(`docker: ${(e as Error).message}`);
   }
+  const started = container;
+  const exited = started.wait().then(
+    ({ StatusCode }: { StatusCode: number }): RunEnd => ({ kind: "exited", code: StatusCode }),
+    (e: Error): RunEnd => ({ kind: "failed", message: `docker: ${e.message}` }),
+  );
+  return { inDir, outDir, read: (name) => copyOut(started, `${CONTAINER_OUT}/${name}`), exited, kill: remove };
 }
 
 const MAX_RESULT_BYTES = 16 << 20;
 
-/** One file out of a stopped container, or null when it is missing or not a plain file. */
+/** One file out of a container, or null when it is missing or not a plain file. */
 async function copyOut(container: Docker.Container, path: string): Promise<string | null> {
   let archive: NodeJS.ReadableStream;
   try {

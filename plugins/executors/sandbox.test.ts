@@ -1,16 +1,17 @@
 import { describe, expect, test } from "bun:test";
 import { failedResult } from "../../core/contracts.ts";
 import { tinyRequest } from "../../tests/executors/helpers.ts";
-import { bytes, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+import { bytes, createOptions, dockerRunArgs, oneRunCommand, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
 
 const limits = { memory: "8g", shmSize: "2g", pidsLimit: 256 };
 const request = tinyRequest("def inner_steps(*a):\n    pass\n");
 const dirs = { inDir: "/host/run/in", outDir: "/host/run/out" };
+const run = { session: "s1", submissionId: request.submission_id, command: serveCommand(120) };
 
 describe("sandbox policy", () => {
   test("the container is locked down: no network, read-only root, capabilities limited, limits set", () => {
     const opts = SandboxOptions.parse({ gpus: "none" });
-    const c = createOptions(opts, limits, sandboxSpec(opts, request, dirs));
+    const c = createOptions(opts, limits, sandboxSpec(opts, run, dirs));
     const h = c.HostConfig!;
     expect(h.NetworkMode).toBe("none");
     expect(c.NetworkDisabled).toBe(true);
@@ -25,23 +26,23 @@ describe("sandbox policy", () => {
     expect(Object.keys(h.Tmpfs!)).toEqual(["/tmp"]);
     expect(h.Tmpfs!["/tmp"]).toContain("nosuid");
     expect(h.DeviceRequests).toEqual([]);
-    expect(c.Labels!["crusades.task"]).toBe(request.task_id);
-    expect([...(c.Entrypoint as string[]), ...c.Cmd!]).toEqual(["python3", "environments/templar/env.py", "--request", "/run/crusades/in/request.json", "--result", "/run/crusades/out/result.json"]);
+    expect(c.Labels).toMatchObject({ "crusades.session": "s1", "crusades.submission": request.submission_id });
+    expect([...(c.Entrypoint as string[]), ...c.Cmd!]).toEqual(["python3", "environments/templar/env.py", "--serve", "/run/crusades/in", "--results", "/run/crusades/out", "--idle-seconds", "120"]);
   });
 
   test("GPUs are requested by device request: all, or chosen devices", () => {
-    const all = createOptions(SandboxOptions.parse({}), limits, sandboxSpec(SandboxOptions.parse({}), request, dirs));
+    const all = createOptions(SandboxOptions.parse({}), limits, sandboxSpec(SandboxOptions.parse({}), run, dirs));
     expect(all.HostConfig!.DeviceRequests).toEqual([{ Driver: "", Count: -1, Capabilities: [["gpu"]], Options: {} }]);
     const two = SandboxOptions.parse({ gpus: ["0", "3"] });
-    expect(createOptions(two, limits, sandboxSpec(two, request, dirs)).HostConfig!.DeviceRequests![0]!.DeviceIDs).toEqual(["0", "3"]);
+    expect(createOptions(two, limits, sandboxSpec(two, run, dirs)).HostConfig!.DeviceRequests![0]!.DeviceIDs).toEqual(["0", "3"]);
     expect(() => SandboxOptions.parse({ gpus: ["0; rm -rf /"] })).toThrow(/GPU index/);
   });
 
   test("`docker run` arguments carry the same policy", () => {
     const opts = SandboxOptions.parse({ gpus: ["1"], image: "crusades-eval:cuda" });
-    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, request, dirs)).join(" ");
+    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, { ...run, session: request.task_id, command: oneRunCommand() }, dirs)).join(" ");
     for (const flag of ["--network none", "--read-only", "--cap-drop ALL", "--cap-add SETUID", "--security-opt no-new-privileges", "--pids-limit 256",
-      "--memory 8g", "--shm-size 2g", "--user 0:0", '--gpus "device=1"', "-v /host/run/in:/run/crusades/in:ro", `--label crusades.task=${request.task_id}`]) {
+      "--memory 8g", "--shm-size 2g", "--user 0:0", '--gpus "device=1"', "-v /host/run/in:/run/crusades/in:ro", `--label crusades.session=${request.task_id}`]) {
       expect(args).toContain(flag);
     }
     expect(args).toMatch(/--entrypoint python3 crusades-eval:cuda environments\/templar\/env\.py --request/);

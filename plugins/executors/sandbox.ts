@@ -12,7 +12,8 @@
 import type { ContainerCreateOptions } from "dockerode";
 import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
-import { HARNESS_SCRIPT, REQUEST_FILE, RESULT_FILE, size } from "./harness.ts";
+import { harnessArgs, REQUEST_FILE, RESULT_FILE, size } from "./harness.ts";
+import { serveArgs } from "./session.ts";
 
 
 export const GpuSelection = z.union([z.enum(["all", "none"]), z.array(z.string().regex(/^[\w-]+$/, "a GPU index or UUID")).min(1)]);
@@ -41,7 +42,13 @@ const SUPERVISOR_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE"];
 export const MODES = { dir: 0o700, request: 0o600 } as const;
 
 export const LABEL_VALIDATOR = "crusades.validator";
-export const LABEL_TASK = "crusades.task";
+/** One container: a warm server's session (all runs of one submission), or a single run's task id. */
+export const LABEL_SESSION = "crusades.session";
+export const LABEL_SUBMISSION = "crusades.submission";
+
+/** The container's command: one run (request.json → result.json), or a warm server (session.ts). */
+export const oneRunCommand = () => ["python3", ...harnessArgs(`${CONTAINER_IN}/${REQUEST_FILE}`, `${CONTAINER_OUT}/${RESULT_FILE}`)];
+export const serveCommand = (idleSeconds: number) => ["python3", ...serveArgs(CONTAINER_IN, CONTAINER_OUT, idleSeconds)];
 
 export function bytes(s: string): number {
   const m = /^(\d+)([kmg]?)$/i.exec(s);
@@ -56,19 +63,23 @@ export interface SandboxSpec {
   labels: Record<string, string>;
   command: string[];
   env: Record<string, string>;
-  /** Host directories: `in` (request, read-only) and `out` (result, the only writable bind mount). */
+  /** Host directories: `in` (requests, read-only) and `out` (results, the only writable bind mount). */
   inDir: string;
   outDir: string;
   tmpfs: Record<string, string>;
 }
 
-export function sandboxSpec(opts: SandboxOptions, request: EvaluationRequest, dirs: { inDir: string; outDir: string }): SandboxSpec {
+export function sandboxSpec(
+  opts: SandboxOptions,
+  run: { session: string; submissionId: string; command: string[] },
+  dirs: { inDir: string; outDir: string },
+): SandboxSpec {
   return {
-    name: `crusades-eval-${request.task_id}`,
+    name: `crusades-eval-${run.session}`,
     user: "0:0",
     capAdd: SUPERVISOR_CAPS,
-    labels: { [LABEL_VALIDATOR]: opts.validatorId, [LABEL_TASK]: request.task_id, "crusades.submission": request.submission_id.slice(0, 200) },
-    command: ["python3", HARNESS_SCRIPT, "--request", `${CONTAINER_IN}/${REQUEST_FILE}`, "--result", `${CONTAINER_OUT}/${RESULT_FILE}`],
+    labels: { [LABEL_VALIDATOR]: opts.validatorId, [LABEL_SESSION]: run.session, [LABEL_SUBMISSION]: run.submissionId.slice(0, 200) },
+    command: run.command,
     env: {
       PYTHONUNBUFFERED: "1",
       PYTHONDONTWRITEBYTECODE: "1",

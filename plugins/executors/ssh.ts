@@ -10,7 +10,7 @@ import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream, type LogStream } from "./log-stream.ts";
-import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
+import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, MODES, oneRunCommand, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
 import { ConnectionLost, sshHost, type Session } from "./ssh-connection.ts";
 
 const MAX_RESULT_BYTES = 16 << 20;
@@ -101,7 +101,8 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
 
         let command: string;
         if (opts.mode === "docker") {
-          const spec = sandboxSpec(opts, request, { inDir: `${dir}/in`, outDir: `${dir}/out` });
+          const run = { session: request.task_id, submissionId: request.submission_id, command: oneRunCommand() };
+          const spec = sandboxSpec(opts, run, { inDir: `${dir}/in`, outDir: `${dir}/out` });
           container = spec.name;
           command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec).map(q).join(" ")}`;
         } else {

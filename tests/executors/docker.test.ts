@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
-import { LABEL_TASK, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
+import { LABEL_SUBMISSION, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
 import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
 import { requireService } from "../services.ts";
 import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, loggedRunDir, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
@@ -23,6 +23,7 @@ const validatorId = `test-${process.pid}`;
 const options = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE } };
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 const containersOf = (label: string) => docker.listContainers({ all: true, filters: { label: [label] } });
+const containersFor = (submissionId: string) => containersOf(`${LABEL_SUBMISSION}=${submissionId}`);
 
 describe.skipIf(!ready)("docker executor", () => {
   beforeAll(async () => {
@@ -38,8 +39,9 @@ describe.skipIf(!ready)("docker executor", () => {
     const net = await listener();
     const request = tinyRequest(probingCode(templateCode(), net, FORBIDDEN_PATHS));
     const c = ctx();
+    const ex = dockerExecutor(options);
     try {
-      const result = await dockerExecutor(options).evaluate(request, c);
+      const result = await ex.evaluate(request, c);
       expect(result.error).toBeNull();
       expect(result.success).toBe(true);
       expect(result.tps).toBeGreaterThan(0);
@@ -49,8 +51,10 @@ describe.skipIf(!ready)("docker executor", () => {
       expect(c.log.lines.some((l) => l.includes(`submission=${request.submission_id}`))).toBe(true);
       expectProbesFailed(c.log.lines);
       expect(net.connections()).toBe(0);
-      expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
+      await ex.close!();
+      expect(await containersFor(request.submission_id)).toEqual([]);
     } finally {
+      await ex.close!();
       net.close();
     }
   }, 600_000);
@@ -59,27 +63,66 @@ describe.skipIf(!ready)("docker executor", () => {
     const tag = marker();
     const request = tinyRequest(hangingCode(tag));
     const c = ctx();
-    const running = dockerExecutor({ ...options, timeoutSeconds: 240 }).evaluate(request, c);
-    expect(await waitForProcess(tag, 240_000)).toBe(true);
-    const result = await running;
-    expect(result.error?.code).toBe("timeout");
-    expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
-    expect(await pgrep(tag)).toEqual([]);
-    expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
-  }, 600_000);
+    const ex = dockerExecutor({ ...options, timeoutSeconds: 240 });
+    try {
+      const running = ex.evaluate(request, c);
+      expect(await waitForProcess(tag, 240_000)).toBe(true);
+      const [hung] = await containersFor(request.submission_id);
+      const result = await running;
+      expect(result.error?.code).toBe("timeout");
+      expect(await containersFor(request.submission_id)).toEqual([]);
+      expect(await pgrep(tag)).toEqual([]);
+      expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
+      // The session died with the run: the submission's next run gets a container of its own and is judged.
+      const next = { ...tinyRequest(templateCode()), submission_id: request.submission_id, run_index: 1 };
+      expect((await ex.evaluate(next, ctx())).success).toBe(true);
+      const live = await containersFor(request.submission_id);
+      expect(live.length).toBe(1);
+      expect(live[0]!.Id).not.toBe(hung!.Id);
+    } finally {
+      await ex.close!();
+    }
+  }, 900_000);
+
+  test("one container serves every run of a submission; another submission gets a fresh one", async () => {
+    const ex = dockerExecutor(options);
+    const submission = tinyRequest("").submission_id;
+    const other = tinyRequest(templateCode());
+    try {
+      const ids: string[] = [];
+      for (let run = 0; run < 3; run++) {
+        const request = { ...tinyRequest(templateCode()), submission_id: submission, run_index: run };
+        const result = await ex.evaluate(request, ctx());
+        expect(result.error).toBeNull();
+        expect(result.task_id).toBe(request.task_id);
+        expect(result.diagnostics.worker_uid).not.toBe(0);
+        ids.push(...(await containersFor(submission)).map((c) => c.Id));
+      }
+      expect(ids.length).toBe(3);
+      expect(new Set(ids).size).toBe(1);
+      expect((await ex.evaluate(other, ctx())).success).toBe(true);
+      expect(await containersFor(submission)).toEqual([]);
+      expect((await containersFor(other.submission_id)).length).toBe(1);
+    } finally {
+      await ex.close!();
+    }
+    expect(await containersOf(`${LABEL_VALIDATOR}=${validatorId}`)).toEqual([]);
+  }, 900_000);
 
   test("an escaping process chain is walled in by its uid: not counted, killed, and what it left removed", async () => {
     // Docker's seccomp profile refuses namespaces, so here the worker's wall is its own uid (contain.py).
     const code = readFileSync(join(repoRoot, "tests/fixtures/train/escape_chain.py"), "utf8")
       .replace("TAG_NAME", marker().slice(-12)).replace("MARKER_PATH", "/tmp/escaped");
     const request = tinyRequest(code);
-    const result = await dockerExecutor(options).evaluate(request, ctx());
+    const ex = dockerExecutor(options);
+    const result = await ex.evaluate(request, ctx());
+    await ex.close!();
     expect(result.success).toBe(false);
     expect(["optimizer_state", "frozen_params"]).toContain(result.error?.code ?? "none");
     expect(result.diagnostics.containment).toBe("uid");
     // Its home, the file in /tmp, the one in /dev/shm and the SysV segment.
     expect(result.diagnostics.left_behind_removed as number).toBeGreaterThanOrEqual(4);
-    expect(await containersOf(`${LABEL_TASK}=${request.task_id}`)).toEqual([]);
+    expect(await containersFor(request.submission_id)).toEqual([]);
   }, 600_000);
 
   test("containers left by a crashed validator are removed at start", async () => {
