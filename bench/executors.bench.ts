@@ -1,8 +1,11 @@
-// Executor overhead: for one tiny-profile evaluation of the template, the time from handing the request
-// to an executor to holding its result, minus the harness's own total_time_seconds (measured inside
-// env.py in the same run, so it is the baseline). What remains is transport and isolation: process
-// start, container creation, SFTP, result copy-out, clean-up.
-//     bun bench/executors.bench.ts [--runs 2] [--only process,docker,ssh-direct,ssh-docker]
+// Executor overhead, per run and per evaluation. Each executor runs one tiny-profile evaluation of the
+// template (--runs runs of one submission, as the validator sends them), after a warm-up evaluation of
+// another submission (a validator that has been running). Baselines come from the same runs: the
+// harness's own total_time_seconds (measured inside env.py) and the timed windows (wall_time_seconds).
+// What remains is transport and isolation: process start, imports, container creation, SFTP, copy-out.
+// docker and process keep one warm server per submission (one container), so run 1 pays the container
+// and runs 2..N only a fresh supervisor and worker; ssh docker still starts one container per run.
+//     bun bench/executors.bench.ts [--runs 5] [--warmup 1] [--only process,docker,ssh-direct,ssh-docker]
 // Docker parts need a reachable engine and the CPU image (tests/fixtures/docker/build-base-image.sh);
 // ssh parts need root (a private sshd on loopback is started for the run).
 import Docker from "dockerode";
@@ -19,8 +22,11 @@ import { BASE_IMAGE, EVAL_IMAGE } from "../tests/fixtures/docker/images.ts";
 import { templateCode, tinyRequest } from "../tests/executors/helpers.ts";
 import { startSshd, TEST_USER, type Sshd } from "../tests/fixtures/sshd/sshd.ts";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "2" }, only: { type: "string", default: "process,docker,ssh-direct,ssh-docker" } } });
+const { values } = parseArgs({
+  options: { runs: { type: "string", default: "5" }, warmup: { type: "string", default: "1" }, only: { type: "string", default: "process,docker,ssh-direct,ssh-docker" } },
+});
 const RUNS = Number(values.runs);
+const WARMUP = Number(values.warmup);
 const only = new Set(values.only.split(","));
 const log = createLogger({ level: "warn" });
 
@@ -31,29 +37,43 @@ const dockerOk = await new Docker()
 const isRoot = process.getuid?.() === 0;
 const python = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).stdout.trim();
 
+interface Run {
+  endToEnd: number;
+  harness: number;
+  window: number;
+}
+
 interface Row {
   name: string;
-  endToEnd: number[];
-  harness: number[];
+  runs: Run[];
+  evaluationSeconds: number;
   failures: string[];
 }
 
-async function measure(name: string, executor: Executor): Promise<Row> {
-  const row: Row = { name, endToEnd: [], harness: [], failures: [] };
-  await executor.init?.(log);
-  for (let i = 0; i < RUNS; i++) {
-    const request: EvaluationRequest = tinyRequest(templateCode());
+async function evaluation(executor: Executor, runs: number, row?: Row) {
+  const submission = tinyRequest("").submission_id;
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) {
+    const request: EvaluationRequest = { ...tinyRequest(templateCode()), submission_id: submission, run_index: i };
     const t = performance.now();
     const result: EvaluationResult = await executor.evaluate(request, { log, signal: new AbortController().signal });
-    const seconds = (performance.now() - t) / 1000;
-    if (!result.success) {
-      row.failures.push(`${result.error?.code}: ${result.error?.message}`);
-      continue;
-    }
-    row.endToEnd.push(seconds);
-    row.harness.push(result.total_time_seconds);
+    const endToEnd = (performance.now() - t) / 1000;
+    if (!row) continue;
+    if (!result.success) row.failures.push(`run ${i + 1}: ${result.error?.code}: ${result.error?.message}`);
+    row.runs.push({ endToEnd, harness: result.total_time_seconds, window: result.wall_time_seconds });
   }
-  await executor.close?.();
+  if (row) row.evaluationSeconds = (performance.now() - t0) / 1000;
+}
+
+async function measure(name: string, executor: Executor): Promise<Row> {
+  const row: Row = { name, runs: [], evaluationSeconds: 0, failures: [] };
+  try {
+    await executor.init?.(log);
+    for (let w = 0; w < WARMUP; w++) await evaluation(executor, 1);
+    await evaluation(executor, RUNS, row);
+  } finally {
+    await executor.close?.();
+  }
   return row;
 }
 
@@ -86,15 +106,23 @@ const t0 = performance.now();
 spawnSync(python, ["-c", "import torch, transformers, jsonschema, safetensors"]);
 const importSeconds = (performance.now() - t0) / 1000;
 
-console.log(`\ntiny profile, template train.py, ${RUNS} run(s) per executor; times are means in seconds`);
-console.log(`python start-up with torch + transformers imported, on this host: ${importSeconds.toFixed(2)} s (inside every overhead below)`);
-console.log(`${"executor".padEnd(12)} ${"request→result".padStart(15)} ${"harness".padStart(9)} ${"overhead".padStart(9)} ${"ratio".padStart(7)}`);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const f = (x: number, w = 8) => x.toFixed(2).padStart(w);
+console.log(`\ntiny profile, template train.py: ${WARMUP} warm-up evaluation(s), then one evaluation of ${RUNS} runs per executor; seconds`);
+console.log(`python start-up with torch + transformers imported, on this host: ${importSeconds.toFixed(2)} s (paid once per server, or per run where there is none)`);
+console.log("overhead = request→result − the harness's own total_time_seconds; eval/windows = the evaluation's wall time ÷ the sum of its timed windows");
+console.log(`${"executor".padEnd(12)} ${"run 1".padStart(8)} ${"harness".padStart(8)} ${"overhead".padStart(8)} │ ${"runs 2..".padStart(8)} ${"harness".padStart(8)} ${"overhead".padStart(8)} ${"×run 1".padStart(7)} │ ${"eval".padStart(8)} ${"windows".padStart(8)} ${"ratio".padStart(7)}`);
 for (const r of rows) {
-  if (r.endToEnd.length === 0) {
-    console.log(`${r.name.padEnd(12)} every run failed: ${r.failures[0]}`);
+  if (r.runs.length === 0) {
+    console.log(`${r.name.padEnd(12)} no runs: ${r.failures[0]}`);
     continue;
   }
-  const e = mean(r.endToEnd);
-  const h = mean(r.harness);
-  console.log(`${r.name.padEnd(12)} ${e.toFixed(2).padStart(15)} ${h.toFixed(2).padStart(9)} ${(e - h).toFixed(2).padStart(9)} ${(e / h).toFixed(2).padStart(6)}×${r.failures.length ? `  (${r.failures.length} failed: ${r.failures[0]})` : ""}`);
+  const [first, ...rest] = r.runs;
+  const restOverhead = rest.length ? mean(rest.map((x) => x.endToEnd - x.harness)) : NaN;
+  const firstOverhead = first!.endToEnd - first!.harness;
+  const windows = sum(r.runs.map((x) => x.window));
+  console.log(
+    `${r.name.padEnd(12)} ${f(first!.endToEnd)} ${f(first!.harness)} ${f(firstOverhead)} │ ${f(mean(rest.map((x) => x.endToEnd)))} ${f(mean(rest.map((x) => x.harness)))} ${f(restOverhead)} ${(restOverhead / firstOverhead).toFixed(2).padStart(6)}× │ ${f(r.evaluationSeconds)} ${f(windows)} ${(r.evaluationSeconds / windows).toFixed(2).padStart(6)}×` +
+      (r.failures.length ? `  (${r.failures.length} failed: ${r.failures[0]})` : ""),
+  );
 }
