@@ -61,15 +61,17 @@ describe.skipIf(!ready)("docker executor", () => {
 
   test("a run that never returns is killed at the limit, leaving no container, process or directory", async () => {
     const tag = marker();
-    const request = tinyRequest(hangingCode(tag));
+    // The harness's own limit (timeout_seconds) is set past the executor's, so the executor's is what ends it.
+    const request = tinyRequest(hangingCode(tag), { timeout_seconds: 600 });
     const c = ctx();
-    const ex = dockerExecutor({ ...options, timeoutSeconds: 240 });
+    const ex = dockerExecutor({ ...options, timeoutSeconds: 150 });
     try {
       const running = ex.evaluate(request, c);
-      expect(await waitForProcess(tag, 240_000)).toBe(true);
+      expect(await waitForProcess(tag, 150_000)).toBe(true);
       const [hung] = await containersFor(request.submission_id);
       const result = await running;
       expect(result.error?.code).toBe("timeout");
+      expect(result.error?.message).toContain("executor's wall-clock limit of 150s");
       expect(await containersFor(request.submission_id)).toEqual([]);
       expect(await pgrep(tag)).toEqual([]);
       expect(existsSync(loggedRunDir(c.log.lines))).toBe(false);
