@@ -106,7 +106,8 @@ export class Session {
       const text = await this.server.read(`status-${n}`);
       if (text === null) {
         const end = stopped ?? { kind: "failed", message: "the evaluation server wrote no status" };
-        // The server died mid-run: whatever the run started must not outlive it either.
+        // No status: the run overran, was aborted or its server died. The whole server goes, so nothing
+        // the run started outlives it and the next run gets a fresh one.
         await this.kill();
         if (end.kind === "exited") await sleep(OUTPUT_GRACE_MS);
         return { end, document: null };
