@@ -54,7 +54,7 @@ class Wall:
     def kill(self, timeout: float = 30.0) -> bool:
         """Kills the worker and everything it started; True once none of them exists (False after `timeout`,
         e.g. a process stuck in the GPU driver)."""
-        deadline = time.monotonic() + timeout
+        deadline, pause = time.monotonic() + timeout, 0.001
         if self.status is None:
             _signal(self.pid, signal.SIGKILL)
         while time.monotonic() < deadline:
@@ -67,7 +67,8 @@ class Wall:
                 _reap_any()
                 if self.status is not None and not _processes_of(self.uid):
                     return True
-            time.sleep(0.001)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)  # a process stuck in a driver call must not cost us a fork a millisecond
         return False
 
     def sweep(self) -> list[str]:
