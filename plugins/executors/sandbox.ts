@@ -5,8 +5,10 @@
 // Who may touch what inside: env.py's supervisor starts as uid 0 holding only the capabilities it needs
 // to fork the worker under another uid (SETUID, SETGID), hand it its run directory (CHOWN), read back
 // and remove what the worker wrote there and reach the run directory whoever owns it on the host
-// (DAC_OVERRIDE), and freeze and kill it (KILL). The worker drops to an unprivileged uid, which clears
-// every capability, and with no-new-privileges it can never regain one. The request (seed included) and
+// (DAC_OVERRIDE), and kill it (KILL). The worker drops to an unprivileged uid, which clears every
+// capability, and with no-new-privileges it can never regain one; since docker's seccomp profile refuses
+// namespaces, that uid is the worker's wall (environments/templar/contain.py): everything it started is
+// killed by one kill(-1) under it, and what it left in /tmp, /dev/shm and SysV IPC is removed by owner. The request (seed included) and
 // the result directory are 0600/0700, so the worker can read neither; the root filesystem is read-only,
 // only /tmp (and /dev/shm) can be written, and there is no network.
 import type { ContainerCreateOptions } from "dockerode";
