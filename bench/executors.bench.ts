@@ -3,8 +3,9 @@
 // another submission (a validator that has been running). Baselines come from the same runs: the
 // harness's own total_time_seconds (measured inside env.py) and the timed windows (wall_time_seconds).
 // What remains is transport and isolation: process start, imports, container creation, SFTP, copy-out.
-// docker and process keep one warm server per submission (one container), so run 1 pays the container
-// and runs 2..N only a fresh supervisor and worker; ssh docker still starts one container per run.
+// Every executor keeps one warm server per submission (docker and ssh docker: one container; process and
+// ssh direct: one process), so run 1 pays the server's start and imports and runs 2..N only a fresh
+// supervisor and worker (over ssh: plus the SFTP hand-over and the status poll).
 //     bun bench/executors.bench.ts [--runs 5] [--warmup 1] [--only process,docker,ssh-direct,ssh-docker]
 // Docker parts need a reachable engine and the CPU image (tests/fixtures/docker/build-base-image.sh);
 // ssh parts need root (a private sshd on loopback is started for the run).

@@ -17,7 +17,7 @@ export function serveArgs(inDir: string, outDir: string, idleSeconds: number): s
 
 /** A started server, as the executor that started it sees it. */
 export interface ServerHandle {
-  /** Host paths of the server's IN_DIR and OUT_DIR: this side writes the first, reads the second. */
+  /** The server's IN_DIR and OUT_DIR as `files` reaches them: this side writes the first, reads the second. */
   inDir: string;
   outDir: string;
   /** One file of OUT_DIR by name, or null when it is missing or unreadable. */
@@ -26,7 +26,24 @@ export interface ServerHandle {
   exited: Promise<RunEnd>;
   /** Kills the server with everything it started and removes what it used; resolves once it is gone. */
   kill(): Promise<void>;
+  /** How inDir and outDir are reached when they are not on this machine (a remote host); default local. */
+  files?: ServerFiles;
 }
+
+export interface ServerFiles {
+  write(path: string, text: string, mode: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  exists(path: string): Promise<boolean>;
+  /** Removes a file; a missing one is no error. */
+  remove(path: string): Promise<void>;
+}
+
+const localFiles: ServerFiles = {
+  write: (path, text, mode) => writeFile(path, text, { mode }),
+  rename,
+  exists: (path) => stat(path).then(() => true, () => false),
+  remove: (path) => rm(path, { force: true }),
+};
 
 export type Output = (stream: StreamName, chunk: Uint8Array) => void;
 
@@ -92,12 +109,13 @@ export class Session {
     signal.addEventListener("abort", onAbort, { once: true });
     this.server.exited.then(stop);
     const status = join(this.server.outDir, `status-${n}`);
+    const files = this.server.files ?? localFiles;
     try {
       const tmp = join(this.server.inDir, `.request-${n}.json.tmp`);
-      await writeFile(tmp, JSON.stringify(request), { mode: 0o600 });
-      await rename(tmp, join(this.server.inDir, `request-${n}.json`));
+      await files.write(tmp, JSON.stringify(request), 0o600);
+      await files.rename(tmp, join(this.server.inDir, `request-${n}.json`));
       while (!stopped) {
-        if (await stat(status).then(() => true, () => false)) break;
+        if (await files.exists(status)) break;
         await new Promise<void>((r) => {
           wake = r;
           setTimeout(r, POLL_MS);
@@ -115,8 +133,8 @@ export class Session {
       const end = statusEnd(text);
       const document = end.kind === "exited" ? await this.server.read(`result-${n}.json`) : null;
       if (document === null) await sleep(OUTPUT_GRACE_MS);
-      await Promise.all([`result-${n}.json`, `status-${n}`].map((f) => rm(join(this.server.outDir, f), { force: true })));
-      await rm(join(this.server.inDir, `request-${n}.json`), { force: true });
+      await Promise.all([`result-${n}.json`, `status-${n}`].map((f) => files.remove(join(this.server.outDir, f))));
+      await files.remove(join(this.server.inDir, `request-${n}.json`));
       return { end, document };
     } catch (e) {
       await this.kill();

@@ -1,17 +1,21 @@
-// Runs evaluations on a remote GPU host over SSH: the request goes up by SFTP into a fresh directory,
-// the harness runs there (in the same sandbox container as the docker executor, or directly with the
-// host's python3 when it has no Docker), output streams back, and the result comes down. The remote
-// run is bounded by the same wall-clock limit, enforced by killing its whole process tree.
+// Runs evaluations on a remote GPU host over SSH: one warm server (session.ts) per submission, in a fresh
+// remote directory, in the same sandbox container as the docker executor (or directly with the host's
+// python3 when it has no Docker). Requests go up by SFTP, output streams back, results come down; a run
+// that overruns takes the server with it (the container, or the remote process tree).
+import { randomBytes } from "node:crypto";
 import { homedir } from "node:os";
+import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import type { SFTPWrapper } from "ssh2";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { harnessArgs, limitOptions, REQUEST_FILE, RESULT_FILE, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
-import { logStream, type LogStream } from "./log-stream.ts";
-import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, MODES, oneRunCommand, requireWorkerDrop, SandboxOptions, sandboxSpec } from "./sandbox.ts";
-import { ConnectionLost, sshHost, type Session } from "./ssh-connection.ts";
+import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { logStream } from "./log-stream.ts";
+import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { serveArgs, SessionPool, type Output, type ServerFiles, type ServerHandle } from "./session.ts";
+import { ConnectionLost, sshHost, type Session as Connection } from "./ssh-connection.ts";
 
 const MAX_RESULT_BYTES = 16 << 20;
 
@@ -27,8 +31,9 @@ export const SshExecutorOptions = SandboxOptions.extend({
   mode: z.enum(["docker", "direct"]).default("docker").describe("docker: the sandbox container (image present on the host); direct: python3 on the host, no isolation."),
   remoteRepo: z.string().startsWith("/").optional().describe("direct mode: a checkout on the host holding environments/templar and hparams/models."),
   python: z.string().min(1).default("python3").describe("direct mode: the host's interpreter with the harness's Python stack."),
-  remoteTmp: z.string().startsWith("/").default("/tmp").describe("Where each run gets its own `mktemp -d` directory on the host."),
+  remoteTmp: z.string().startsWith("/").default("/tmp").describe("Where each submission's server gets its own `mktemp -d` directory on the host."),
   ...limitOptions(),
+  idleSeconds: z.number().positive().default(60).describe("A submission's server waits this long for its next run before it is removed."),
   connectTimeoutSeconds: z.number().positive().default(20).describe("Seconds to wait for the SSH handshake."),
   backoff: z
     .object({ initialSeconds: z.number().positive().default(5), maxSeconds: z.number().positive().default(300) })
@@ -54,8 +59,8 @@ const KILL_RUN = [
 export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
   const prefix = `${opts.remoteTmp}/crusades-ssh-${opts.validatorId}-`;
 
-  // Runs that a dropped connection or a crashed validator left behind: kill them, remove their dirs.
-  const cleanStale = async (s: Session, log: Logger) => {
+  // Servers that a dropped connection or a crashed validator left behind: kill them, remove their dirs.
+  const cleanStale = async (s: Connection, log: Logger) => {
     const script = [
       KILL_RUN,
       `n=0; for d in ${q(prefix)}*; do [ -d "$d" ] || continue; killrun "$d"; rm -rf "$d"; n=$((n+1)); done`,
@@ -67,6 +72,13 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
     if (Number(stale) > 0) log.warn(`removed ${stale} stale run(s) left on ${host.where} by an earlier connection`);
   };
   const host = sshHost({ ...opts, knownHostsPath: opts.knownHostsPath.replace(/^~(?=\/)/, homedir()) }, cleanStale);
+  // One server per submission, as in the docker executor: its runs share the imports, never a process,
+  // and the next submission's first run removes it.
+  const pool = new SessionPool({
+    start: async (submissionId, log, output) => startServer(await host.session(log, new AbortController().signal), opts, prefix, submissionId, host.where, log, output),
+    idleMs: opts.idleSeconds * 1000,
+    exclusive: true,
+  });
 
   return {
     async init(log) {
@@ -76,107 +88,135 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
     async evaluate(request: EvaluationRequest, ctx) {
       const log = ctx.log.child({ executor: "ssh", host: host.where, submission: request.submission_id, run: request.run_index });
       if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-      let session: Session;
       try {
-        session = await host.session(log, ctx.signal);
+        await host.session(log, ctx.signal);
       } catch (e) {
         if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
         return resultOf(request, { kind: "failed", message: `cannot connect to ${host.where}: ${(e as Error).message}` }, null, "");
       }
       const output = logStream(log, opts.maxLogBytes);
-      let dir: string | undefined;
-      let container: string | undefined;
-      try {
-        const made = await session.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"`);
-        dir = made.stdout.trim();
-        if (made.code !== 0 || !dir.startsWith(prefix)) throw new Error(`cannot create a run directory on ${host.where}: ${made.stderr.trim()}`);
-        const sftp = await session.sftp();
-        try {
-          await new Promise<void>((resolve, reject) =>
-            sftp.writeFile(`${dir}/in/${REQUEST_FILE}`, JSON.stringify(request), { mode: MODES.request }, (e) => (e ? reject(e) : resolve())),
-          );
-        } finally {
-          sftp.end();
-        }
-
-        let command: string;
-        if (opts.mode === "docker") {
-          const run = { session: request.task_id, submissionId: request.submission_id, command: oneRunCommand() };
-          const spec = sandboxSpec(opts, run, { inDir: `${dir}/in`, outDir: `${dir}/out` });
-          container = spec.name;
-          command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec).map(q).join(" ")}`;
-        } else {
-          const env = ["PATH=$PATH", "HOME=$HOME", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", `TMPDIR=${q(`${dir}/tmp`)}`];
-          const args = harnessArgs(`${dir}/in/${REQUEST_FILE}`, `${dir}/out/${RESULT_FILE}`).map(q).join(" ");
-          command = `cd ${q(opts.remoteRepo!)} && echo $$ > ${q(`${dir}/pid`)} && exec env -i ${env.join(" ")} ${q(opts.python)} ${args}`;
-        }
-        const kill = container ? `docker kill ${q(container)} >/dev/null 2>&1; true` : `${KILL_RUN}; killrun ${q(dir)}`;
-        const end = await runRemote(session, command, kill, wallClockLimitMs(request, opts), ctx.signal, output, host.where);
-        output.end();
-        const document = end.kind === "exited" ? await fetchResult(session, dir, container) : null;
-        const result = resultOf(request, end, document, output.tail());
-        log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
-        return container ? requireWorkerDrop(request, result) : result;
-      } catch (e) {
-        output.end();
-        const message = e instanceof ConnectionLost ? `${e.message}; the run is lost and will be cleaned up on reconnect` : `ssh executor: ${(e as Error).message}`;
-        return resultOf(request, { kind: "failed", message }, null, output.tail());
-      } finally {
-        if (dir && session.isOpen()) {
-          const removeContainer = container ? `docker rm -f ${q(container)} >/dev/null 2>&1; ` : "";
-          await session.exec(`${removeContainer}${KILL_RUN}; killrun ${q(dir)}; rm -rf ${q(dir)}`).catch((e: Error) => log.warn(`could not clean up ${dir}: ${e.message}`));
-        }
-      }
+      const { end, document } = await pool.evaluate(request.submission_id, request, wallClockLimitMs(request, opts), ctx.signal, output, log);
+      output.end();
+      const result = resultOf(request, end, document, output.tail());
+      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+      return opts.mode === "docker" ? requireWorkerDrop(request, result) : result;
     },
 
     async close() {
+      await pool.close();
       host.close();
     },
   };
 });
 
-/** Runs the command on its own channel, killing it remotely at the limit or on abort. */
-async function runRemote(session: Session, command: string, kill: string, limitMs: number, signal: AbortSignal, output: LogStream, where: string): Promise<RunEnd> {
-  const channel = await session.start(command);
-  return new Promise<RunEnd>((resolve) => {
-    let stopped: RunEnd | undefined;
+// The server's own idle exit ends one whose validator vanished; the reconnect's sweep removes its dir.
+const SERVER_IDLE_MARGIN_SECONDS = 60;
+
+type SftpCall = <T = void>(f: (done: (e: Error | null | undefined, value?: T) => void) => void) => Promise<T>;
+
+/**
+ * SFTP calls as promises that reject once the connection is gone: ssh2 may never answer one made as it
+ * drops. The calls in flight are tracked, not subscribed to `dropped` one by one: a server polls for
+ * its status many times a second, for as long as the connection lives.
+ */
+function sftpCaller(conn: Connection, where: string): SftpCall {
+  const pending = new Set<(e: Error) => void>();
+  conn.dropped.then(() => {
+    for (const reject of pending) reject(new ConnectionLost(`connection to ${where} dropped`));
+  });
+  return (f) =>
+    new Promise((resolve, reject) => {
+      if (!conn.isOpen()) return reject(new ConnectionLost(`connection to ${where} is closed`));
+      pending.add(reject);
+      try {
+        f((e, value) => {
+          pending.delete(reject);
+          if (e) reject(e);
+          else resolve(value as never);
+        });
+      } catch (e) {
+        pending.delete(reject);
+        reject(e);
+      }
+    });
+}
+
+const sftpFiles = (sftp: SFTPWrapper, call: SftpCall): ServerFiles => ({
+  write: (path, text, mode) => call((done) => sftp.writeFile(path, text, { mode }, done)),
+  rename: (from, to) => call((done) => sftp.rename(from, to, done)),
+  exists: (path) => call<unknown>((done) => sftp.stat(path, done)).then(() => true, () => false),
+  remove: (path) => call((done) => sftp.unlink(path, done)).catch(() => {}),
+});
+
+/**
+ * Starts a warm server for one submission in a fresh remote directory (in/ and out/ 0700, so the worker's
+ * uid reads neither; tmp/ for its home in direct mode), on its own channel of the connection.
+ */
+async function startServer(conn: Connection, opts: SshExecutorOptions, prefix: string, submissionId: string, where: string, log: Logger, output: Output): Promise<ServerHandle> {
+  const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"`);
+  const dir = made.stdout.trim();
+  if (made.code !== 0 || !dir.startsWith(prefix)) throw new Error(`cannot create a run directory on ${where}: ${made.stderr.trim()}`);
+  log.debug("remote run directory", { dir });
+  const inDir = `${dir}/in`;
+  const outDir = `${dir}/out`;
+  const idle = opts.idleSeconds + SERVER_IDLE_MARGIN_SECONDS;
+  let container: string | undefined;
+  let command: string;
+  if (opts.mode === "docker") {
+    const spec = sandboxSpec(opts, { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(idle) }, { inDir, outDir });
+    container = spec.name;
+    command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec).map(q).join(" ")}`;
+  } else {
+    const env = ["PATH=$PATH", "HOME=$HOME", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", `TMPDIR=${q(`${dir}/tmp`)}`];
+    command = `cd ${q(opts.remoteRepo!)} && echo $$ > ${q(`${dir}/pid`)} && exec env -i ${env.join(" ")} ${q(opts.python)} ${serveArgs(inDir, outDir, idle).map(q).join(" ")}`;
+  }
+  const cleanup = `${container ? `docker rm -f ${q(container)} >/dev/null 2>&1; ` : ""}${KILL_RUN}; killrun ${q(dir)}; rm -rf ${q(dir)}`;
+  let sftp: SFTPWrapper | undefined;
+  let channel: Awaited<ReturnType<Connection["start"]>>;
+  try {
+    sftp = await conn.sftp();
+    channel = await conn.start(command);
+  } catch (e) {
+    sftp?.end();
+    await conn.exec(cleanup).catch(() => {});
+    throw new Error(`cannot start the evaluation server on ${where}: ${(e as Error).message}`);
+  }
+  channel.on("data", (d: Buffer) => output("stdout", d));
+  channel.stderr.on("data", (d: Buffer) => output("stderr", d));
+  const exited = new Promise<RunEnd>((resolve) => {
     let exit: { code: number | null; signal: string | null } | undefined;
-    const stop = (why: RunEnd) => {
-      if (stopped) return;
-      stopped = why;
-      session.exec(kill).catch(() => channel.close());
-    };
-    const timer = setTimeout(() => stop({ kind: "timeout", limitMs }), limitMs);
-    const onAbort = () => stop({ kind: "cancelled" });
-    signal.addEventListener("abort", onAbort, { once: true });
-    channel.on("data", (d: Buffer) => output.write("stdout", d));
-    channel.stderr.on("data", (d: Buffer) => output.write("stderr", d));
     channel.on("exit", (code: number | null, sig?: string) => (exit = { code, signal: sig ?? null }));
     const finish = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      if (stopped) return resolve(stopped);
-      if (!exit && !session.isOpen()) return resolve({ kind: "failed", message: `connection to ${where} dropped during the run; it is cleaned up on reconnect` });
+      if (!exit && !conn.isOpen()) return resolve({ kind: "failed", message: `connection to ${where} dropped during the run; the run is lost and its server is cleaned up on reconnect` });
       resolve({ kind: "exited", code: exit?.code ?? null, signal: exit?.signal ?? null });
     };
     channel.on("close", finish);
-    session.dropped.then(() => setTimeout(finish, 0));
+    conn.dropped.then(() => setTimeout(finish, 0));
   });
-}
-
-async function fetchResult(session: Session, dir: string, container: string | undefined): Promise<string | null> {
-  if (container) {
-    // Written by the container's root with mode 0600: the engine copies it out of the stopped container.
-    const r = await session.exec(`docker cp ${q(`${container}:${CONTAINER_OUT}/${RESULT_FILE}`)} - | tar -xO`, MAX_RESULT_BYTES);
-    return r.code === 0 && r.stdout ? r.stdout : null;
-  }
-  const sftp = await session.sftp();
-  try {
-    const path = `${dir}/out/${RESULT_FILE}`;
-    const size = await new Promise<number | null>((resolve) => sftp.stat(path, (e, st) => resolve(e ? null : st.size)));
-    if (size === null || size > MAX_RESULT_BYTES) return null;
-    return await new Promise<string | null>((resolve) => sftp.readFile(path, (e, data) => resolve(e ? null : data.toString("utf8"))));
-  } finally {
-    sftp.end();
-  }
+  const call = sftpCaller(conn, where);
+  const files = sftpFiles(sftp, call);
+  const read = async (name: string): Promise<string | null> => {
+    if (container) {
+      // Written by the container's root with mode 0600: the engine copies it out of the running container.
+      const r = await conn.exec(`docker cp ${q(`${container}:${CONTAINER_OUT}/${name}`)} - | tar -xO`, MAX_RESULT_BYTES).catch(() => null);
+      return r?.code === 0 && r.stdout ? r.stdout : null;
+    }
+    const path = join(outDir, name);
+    const st = await call<{ size: number }>((done) => sftp.stat(path, done)).catch(() => null);
+    if (st === null || st.size > MAX_RESULT_BYTES) return null;
+    return call<Buffer>((done) => sftp.readFile(path, done)).then((b) => b.toString("utf8"), () => null);
+  };
+  return {
+    inDir,
+    outDir,
+    files,
+    read,
+    exited,
+    async kill() {
+      sftp.end();
+      // Over a dropped connection nothing can be removed now: the reconnect's sweep does it.
+      await conn.exec(cleanup).catch((e: Error) => log.warn(`could not clean up ${dir} on ${where}: ${e.message}`));
+      await exited;
+    },
+  };
 }

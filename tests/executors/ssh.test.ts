@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
@@ -23,6 +23,9 @@ let sshd: Sshd;
 const validatorId = `ssh-test-${process.pid}`;
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 const remoteDirs = () => spawnSync("sh", ["-c", `ls -d /tmp/crusades-ssh-${validatorId}-* 2>/dev/null`], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+/** The remote servers running now, as "dir pid" (the pid their start recorded). */
+const servers = () => remoteDirs().map((d) => `${d} ${readFileSync(join(d, "pid"), "utf8").trim()}`);
+const running = (pid: string) => spawnSync("kill", ["-0", pid]).status === 0;
 const direct = (extra: Record<string, unknown> = {}) =>
   sshExecutor({
     host: sshd.host, port: sshd.port, user: "root", privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
@@ -69,18 +72,53 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
     expect(remoteDirs()).toEqual([]);
   }, 240_000);
 
-  test("a run that never returns is killed at the limit with its whole remote process tree", async () => {
+  test("a run that never returns is killed at the limit with its whole remote process tree and server; the next run gets a fresh server", async () => {
     const tag = marker();
     const ex = direct({ timeoutSeconds: 45 });
-    const running = ex.evaluate(tinyRequest(hangingCode(tag)), ctx());
+    const request = tinyRequest(hangingCode(tag));
+    const hanging = ex.evaluate(request, ctx());
     expect(await waitForProcess(tag, 45_000)).toBe(true);
-    const result = await running;
-    await ex.close!();
+    const [hung] = servers();
+    const result = await hanging;
     expect(result.error?.code).toBe("timeout");
     await Bun.sleep(300);
     expect(await pgrep(tag)).toEqual([]);
     expect(remoteDirs()).toEqual([]);
-  }, 120_000);
+    expect(running(hung!.split(" ")[1]!)).toBe(false);
+    const next = await ex.evaluate({ ...tinyRequest(templateCode()), submission_id: request.submission_id, run_index: 1 }, ctx());
+    expect(next.error).toBeNull();
+    expect(next.success).toBe(true);
+    expect(servers()).not.toContain(hung);
+    await ex.close!();
+    expect(remoteDirs()).toEqual([]);
+  }, 180_000);
+
+  test("one remote server serves every run of a submission; another submission's run replaces it", async () => {
+    const ex = direct();
+    const submission = tinyRequest("").submission_id;
+    try {
+      const seen: string[] = [];
+      for (let run = 0; run < 3; run++) {
+        const request = { ...tinyRequest(templateCode()), submission_id: submission, run_index: run };
+        const result = await ex.evaluate(request, ctx());
+        expect(result.error).toBeNull();
+        expect(result.task_id).toBe(request.task_id);
+        seen.push(...servers());
+      }
+      expect(seen.length).toBe(3);
+      expect(new Set(seen).size).toBe(1);
+      const [dir, pid] = seen[0]!.split(" ");
+      expect(running(pid!)).toBe(true);
+      expect((await ex.evaluate(tinyRequest(templateCode()), ctx())).success).toBe(true);
+      expect(existsSync(dir!)).toBe(false);
+      expect(running(pid!)).toBe(false);
+      expect(servers().length).toBe(1);
+      expect(servers()).not.toContain(seen[0]);
+    } finally {
+      await ex.close!();
+    }
+    expect(remoteDirs()).toEqual([]);
+  }, 240_000);
 
   test("a forged result document printed or planted by the submission does not change the result", async () => {
     const ex = direct();
@@ -117,6 +155,7 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
         host: sshd.host, port: sshd.port, user: TEST_USER, privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
         mode: "docker", image: EVAL_IMAGE, gpus: "none", memory: "4g", shmSize: "1g", validatorId,
       });
+    const containersOf = (label: string) => new Docker().listContainers({ all: true, filters: { label: [label] } });
     beforeAll(async () => {
       await dockerExecutor({ image: EVAL_IMAGE, build: { baseImage: BASE_IMAGE } }).init!(memoryLogger());
     }, 900_000);
@@ -134,12 +173,39 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
         expect(result.diagnostics.worker_uid).not.toBe(0);
         expectProbesFailed(c.log.lines);
         expect(net.connections()).toBe(0);
-        expect(remoteDirs()).toEqual([]);
-        expect(await new Docker().listContainers({ all: true, filters: { label: [`crusades.validator=${validatorId}`] } })).toEqual([]);
       } finally {
         await ex.close!();
         net.close();
       }
+      expect(remoteDirs()).toEqual([]);
+      expect(await containersOf(`crusades.validator=${validatorId}`)).toEqual([]);
+    }, 600_000);
+
+    test("one container serves every run of a submission; another submission's run replaces it", async () => {
+      const ex = viaDocker();
+      const submission = tinyRequest("").submission_id;
+      const other = tinyRequest(templateCode());
+      try {
+        const ids: string[] = [];
+        for (let run = 0; run < 2; run++) {
+          const request = { ...tinyRequest(templateCode()), submission_id: submission, run_index: run };
+          const result = await ex.evaluate(request, ctx());
+          expect(result.error).toBeNull();
+          expect(result.task_id).toBe(request.task_id);
+          expect(result.diagnostics.worker_uid).not.toBe(0);
+          ids.push(...(await containersOf(`crusades.submission=${submission}`)).map((c) => c.Id));
+        }
+        expect(ids.length).toBe(2);
+        expect(new Set(ids).size).toBe(1);
+        expect((await ex.evaluate(other, ctx())).success).toBe(true);
+        expect(await containersOf(`crusades.submission=${submission}`)).toEqual([]);
+        expect((await containersOf(`crusades.submission=${other.submission_id}`)).length).toBe(1);
+        expect(remoteDirs().length).toBe(1);
+      } finally {
+        await ex.close!();
+      }
+      expect(remoteDirs()).toEqual([]);
+      expect(await containersOf(`crusades.validator=${validatorId}`)).toEqual([]);
     }, 600_000);
   });
 });
