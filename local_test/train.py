@@ -26,9 +26,10 @@ from the initial weights), the optimizer's state, the loss and the logits match,
 random projections it draws only after inner_steps has returned. Every step must run forward, backward
 and optimizer.step over all parameters with the full gradient: AdamW's moments carry the last steps'
 gradients, so skipped, zeroed, reused or subsampled gradients show. The clock stops when the validator
-holds its copy of those projections; work still running then is not seen. Mixed precision: the harness
-calls inner_steps under bf16 autocast when it trains in bf16 (on GPUs, and the CPU profile tiny-bf16) and
-says so in CRUSADES_AUTOCAST ("bf16" or "off"); the reference is fp32 otherwise.
+holds its copy of those projections; work still running then is not seen. Mixed precision: the reference
+runs its forward under bf16 autocast when the profile trains in bf16 (on GPUs, and the CPU profile
+tiny-bf16) and in plain fp32 otherwise; the harness says which in CRUSADES_AUTOCAST ("bf16" or "off").
+Wrap the forward only: autocast around optimizer.step casts parts of it too.
 
 Run `python3 local_test/train.py` for a quick local timing of this loop, and
 `python3 local_test/verify.py local_test/train.py` for exactly what a validator checks.

@@ -135,8 +135,8 @@ def make_optimizer(model: torch.nn.Module, opt: dict, **impl) -> torch.optim.Opt
 
 
 def autocast(device: torch.device, enabled: bool):
-    """The profile's precision: bf16 autocast over fp32 master weights (GPUs, and tiny-bf16 on a CPU), or
-    plain fp32. The harness calls inner_steps inside it and tells the submission through CRUSADES_AUTOCAST."""
+    """The profile's precision for a forward pass: bf16 autocast over fp32 master weights (GPUs, and tiny-bf16
+    on a CPU), or plain fp32. The harness tells the submission which through CRUSADES_AUTOCAST."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
