@@ -16,7 +16,7 @@ import { defineExecutor } from "../../core/plugin.ts";
 import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
 import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
-import { SessionPool, type Output, type ServerHandle } from "./session.ts";
+import { SERVER_IDLE_MARGIN_SECONDS, SessionPool, type Output, type ServerHandle } from "./session.ts";
 
 export const DockerExecutorOptions = SandboxOptions.extend({
   build: z
@@ -84,8 +84,6 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
   };
 });
 
-// The server's own idle exit ends a container whose validator vanished; the stale sweep removes it later.
-const SERVER_IDLE_MARGIN_SECONDS = 60;
 
 /**
  * Creates and starts the sandbox container running a warm server for one submission. Results are

@@ -7,12 +7,6 @@ import { loadHParams } from "../../core/hparams.ts";
 
 /** Relative to a directory that holds environments/templar and hparams/models (model_config is relative). */
 export const HARNESS_SCRIPT = "environments/templar/env.py";
-export const REQUEST_FILE = "request.json";
-export const RESULT_FILE = "result.json";
-
-export function harnessArgs(requestPath: string, resultPath: string): string[] {
-  return [HARNESS_SCRIPT, "--request", requestPath, "--result", resultPath];
-}
 
 export const size = (example: string) => z.string().regex(/^\d+[kmg]?$/i, `a size such as ${example}`);
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { failedResult } from "../../core/contracts.ts";
 import { tinyRequest } from "../../tests/executors/helpers.ts";
-import { bytes, createOptions, dockerRunArgs, oneRunCommand, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { bytes, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
 
 const limits = { memory: "8g", shmSize: "2g", pidsLimit: 256 };
 const request = tinyRequest("def inner_steps(*a):\n    pass\n");
@@ -40,12 +40,12 @@ describe("sandbox policy", () => {
 
   test("`docker run` arguments carry the same policy", () => {
     const opts = SandboxOptions.parse({ gpus: ["1"], image: "crusades-eval:cuda" });
-    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, { ...run, session: request.task_id, command: oneRunCommand() }, dirs)).join(" ");
+    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, { ...run, session: request.task_id, command: serveCommand(120) }, dirs)).join(" ");
     for (const flag of ["--network none", "--read-only", "--cap-drop ALL", "--cap-add SETUID", "--security-opt no-new-privileges", "--pids-limit 256",
       "--memory 8g", "--shm-size 2g", "--user 0:0", '--gpus "device=1"', "-v /host/run/in:/run/crusades/in:ro", `--label crusades.session=${request.task_id}`]) {
       expect(args).toContain(flag);
     }
-    expect(args).toMatch(/--entrypoint python3 crusades-eval:cuda environments\/templar\/env\.py --request/);
+    expect(args).toMatch(/--entrypoint python3 crusades-eval:cuda environments\/templar\/env\.py --serve \/run\/crusades\/in --results \/run\/crusades\/out --idle-seconds 120/);
   });
 
   test("sizes parse like docker's", () => {

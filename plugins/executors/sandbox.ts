@@ -14,7 +14,7 @@
 import type { ContainerCreateOptions } from "dockerode";
 import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
-import { harnessArgs, REQUEST_FILE, RESULT_FILE, size } from "./harness.ts";
+import { size } from "./harness.ts";
 import { serveArgs } from "./session.ts";
 
 
@@ -48,8 +48,7 @@ export const LABEL_VALIDATOR = "crusades.validator";
 export const LABEL_SESSION = "crusades.session";
 export const LABEL_SUBMISSION = "crusades.submission";
 
-/** The container's command: one run (request.json → result.json), or a warm server (session.ts). */
-export const oneRunCommand = () => ["python3", ...harnessArgs(`${CONTAINER_IN}/${REQUEST_FILE}`, `${CONTAINER_OUT}/${RESULT_FILE}`)];
+/** The container's command: a warm server (session.ts) for all runs of one submission. */
 export const serveCommand = (idleSeconds: number) => ["python3", ...serveArgs(CONTAINER_IN, CONTAINER_OUT, idleSeconds)];
 
 export function bytes(s: string): number {

@@ -47,6 +47,9 @@ const localFiles: ServerFiles = {
 
 export type Output = (stream: StreamName, chunk: Uint8Array) => void;
 
+/** A server outlives its session's idle time by this much: its own idle exit ends one whose validator vanished. */
+export const SERVER_IDLE_MARGIN_SECONDS = 60;
+
 const POLL_MS = 20;
 // Output written just before a status can still be in the pipe when the status is seen: a run that left
 // no document waits this long, so its error message carries the last lines.

@@ -14,7 +14,7 @@ import { defineExecutor } from "../../core/plugin.ts";
 import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
 import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
-import { serveArgs, SessionPool, type Output, type ServerFiles, type ServerHandle } from "./session.ts";
+import { SERVER_IDLE_MARGIN_SECONDS, serveArgs, SessionPool, type Output, type ServerFiles, type ServerHandle } from "./session.ts";
 import { ConnectionLost, sshHost, type Session as Connection } from "./ssh-connection.ts";
 
 const MAX_RESULT_BYTES = 16 << 20;
@@ -109,8 +109,6 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
   };
 });
 
-// The server's own idle exit ends one whose validator vanished; the reconnect's sweep removes its dir.
-const SERVER_IDLE_MARGIN_SECONDS = 60;
 
 type SftpCall = <T = void>(f: (done: (e: Error | null | undefined, value?: T) => void) => void) => Promise<T>;
 
