@@ -13,7 +13,7 @@ import torch
 
 import sketch
 
-KINDS = {"w": "update", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}
+KINDS = dict(zip(sketch.KINDS, ("update", "exp_avg", "exp_avg_sq")))  # sketch kind -> check name
 STATS = ("scale", "rel_global", "rel_layer")
 # Most specific first: a cheat usually trips several checks, and the code should name its cause.
 PRIORITY = ["token_count", "logits_shape", "finite", "optimizer_state", "frozen_params",
@@ -41,7 +41,7 @@ def _norm(t: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(t.double()))
 
 
-def _kind_stats(cand: dict, ref: dict, signal: dict, floor_share: float) -> dict:
+def _kind_stats(cand: dict, ref: dict, signal: set, floor_share: float) -> dict:
     """The three statistics of one kind; tensors missing from `signal` are left out of `rel_layer`."""
     names = list(ref)
     r_all = torch.cat([ref[n] for n in names]).double()
