@@ -43,7 +43,6 @@ LOG_JOIN_S = 5.0
 REPORT_LIMIT = 1 << 20  # bytes of one frame from the worker: reports are small
 MESSAGE_LIMIT = 4000
 REQUEST_LIMIT = 64 << 20
-SERVE_POLL_S = 0.005
 REPORT_FIELDS = {"total_tokens": "int", "final_loss": "loss", "logits_shape": "shape"}
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
@@ -58,6 +57,7 @@ import channel  # noqa: E402
 import checks  # noqa: E402
 import contain  # noqa: E402
 import handover as handover_mod  # noqa: E402
+import server  # noqa: E402
 import sketch  # noqa: E402
 import worker as worker_mod  # noqa: E402
 import workload  # noqa: E402
@@ -444,7 +444,7 @@ def main(argv=None) -> int:
                                            "(a worker under our own uid could read a file)")
     parser.add_argument("--result", type=Path, help="where to write the result document")
     parser.add_argument("--serve", type=Path, metavar="IN_DIR", help="warm server: evaluate IN_DIR/request-<n>.json "
-                                                                     "for n = 0, 1, … (see serve())")
+                                                                     "for n = 0, 1, … (see server.py)")
     parser.add_argument("--results", type=Path, metavar="OUT_DIR", help="with --serve: where result-<n>.json and "
                                                                         "status-<n> go")
     parser.add_argument("--idle-seconds", type=float, default=300.0, help="with --serve: exit after this long "
@@ -457,7 +457,7 @@ def main(argv=None) -> int:
             if not d.is_dir():
                 print(f"env.py: {d} is not a directory", file=sys.stderr)
                 return 2
-        return serve(args.serve, args.results, args.idle_seconds)
+        return server.serve(args.serve, args.results, args.idle_seconds, _one_run)
     if not args.request or not args.result:
         parser.error("--request and --result are required (or --serve)")
     return _one_run(args.request, args.result, started)
@@ -479,50 +479,6 @@ def _one_run(source: str, result: Path, started: float) -> int:
     finally:
         worker.close()
         os.close(handover_fd)
-
-
-def serve(in_dir: Path, out_dir: Path, idle_seconds: float) -> int:
-    """A warm server: the imports are paid once, then each request gets a fresh supervisor forked from this
-    process (which never reads a request, so none is in the memory its children copy), which forks a
-    fresh worker before it reads its request, exactly as the one-shot command line does. Requests are
-    IN_DIR/request-<n>.json for n = 0, 1, …, written atomically (rename) one at a time; for each, the
-    supervisor writes OUT_DIR/result-<n>.json and then this process OUT_DIR/status-<n> (the supervisor's
-    exit status: 0 a document was written, 2 unreadable request, 1 no document, else it died). OUT_DIR/ready
-    appears once the imports are done. IN_DIR/stop, or idle_seconds without a request, ends the server
-    (exit 0)."""
-    _libc.prctl(PR_SET_DUMPABLE, 0)
-    gc.collect()
-    gc.freeze()  # what the imports made is shared copy-on-write by every supervisor forked from here
-    (out_dir / "ready").touch()
-    n, idle_since = 0, time.monotonic()
-    while True:
-        request = in_dir / f"request-{n}.json"
-        if not request.exists():
-            if (in_dir / "stop").exists() or time.monotonic() - idle_since > idle_seconds:
-                return 0
-            time.sleep(SERVE_POLL_S)
-            continue
-        started = time.perf_counter()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            status = 70
-            try:
-                status = _one_run(str(request), out_dir / f"result-{n}.json", started)
-            except BaseException:  # noqa: BLE001 — the supervisor must never fall back into the server loop
-                import traceback
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        tmp = out_dir / f".status-{n}.tmp"
-        tmp.write_text(str(code))
-        os.replace(tmp, out_dir / f"status-{n}")
-        n, idle_since = n + 1, time.monotonic()
 
 
 def _read_request(source: str) -> dict:
