@@ -185,6 +185,27 @@ describe("localnet over a real websocket", () => {
     expect(events.map((e) => `${e.event.section}.${e.event.method}`)).toContain("commitments.CommitmentRevealed");
   }, 30_000);
 
+  test("a commitment timelocked to a round already past reveals at the next block, as the chain's stored pulses make it", async () => {
+    // A miner whose clock runs an hour slow timelocks to a round 1,200 rounds old: a real chain holds
+    // ~7.5 days of pulses, so it reveals in the very next block (issue 21 #2).
+    const miner = keyring.addFromUri(net.accounts.miners[2]!.uri);
+    const text = "fedcba9876543210fedcba9876543210:https://gist.githubusercontent.com/m/old/raw/train.py";
+    const round = roundAfterBlocks(0, 0, Date.now() / 1000 - 3600);
+    const encrypted = encrypt(commitmentText(api, text), round, hexToU8a(net.beacon.publicKey));
+    const out = await send(api, calls(api).commitments.setCommitment(net.netuid, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypted), reveal_round: round } }] }), miner);
+    expect(out.error).toBeNull();
+    const oldest = BigInt((await q(api).drand.oldestStoredRound()).toString());
+    expect(oldest).toBeLessThanOrEqual(round);
+    const revealed = await until("the reveal", async () => {
+      const v = (await q(api).commitments.revealedCommitments(net.netuid, miner.address)) as Codec & { isSome: boolean; unwrap(): Codec };
+      return v.isSome ? (v.unwrap() as unknown as [Codec, Codec][]) : undefined;
+    }, 5_000);
+    expect(api.createType("Text", revealed[0]![0].toU8a(true)).toString()).toBe(text);
+    expect(Number(revealed[0]![1].toString())).toBe(out.blockNumber + 1);
+    // The pulse that opened it is readable like any other.
+    expect(((await q(api).drand.pulses(round)) as Codec & { isSome: boolean }).isSome).toBe(true);
+  }, 30_000);
+
   test("set_weights lands in Weights and LastUpdate, and the rate limit holds", async () => {
     const validator = keyring.addFromUri(net.accounts.validator.uri);
     const uid = net.accounts.validator.uid!;

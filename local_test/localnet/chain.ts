@@ -183,8 +183,8 @@ export class Chain implements ChainView {
     const stale = number - this.#blockHashCount - 1;
     if (stale > 0) s.put("system", "blockHash", [stale], undefined);
 
-    revealTimelockedCommitments(ctx);
-    revealTimelockedWeights(ctx);
+    revealTimelockedCommitments(ctx, this.beacon);
+    revealTimelockedWeights(ctx, this.beacon);
     ingestPulses(ctx, this.beacon, nowMs);
 
     const extrinsics: Uint8Array[] = [];

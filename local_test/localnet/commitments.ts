@@ -4,7 +4,7 @@ import type { Codec } from "@polkadot/types/types";
 import { u8aToHex } from "@polkadot/util";
 import { decrypt, TimelockError } from "../../core/timelock/index.ts";
 import type { BlockContext } from "./context.ts";
-import { pulseSignature } from "./drand.ts";
+import { pulseSignature, type BeaconKey } from "./drand.ts";
 import { epochIndex, isRegistered } from "./subtensor.ts";
 
 const MAX_REVEALS = 10;
@@ -86,7 +86,7 @@ export function setCommitment(ctx: BlockContext, who: string, netuid: number, in
 }
 
 /** on_initialize: reveal every timelocked field whose pulse has arrived (chain-spec §1.6). */
-export function revealTimelockedCommitments(ctx: BlockContext): void {
+export function revealTimelockedCommitments(ctx: BlockContext, key: BeaconKey): void {
   const index = readIndex(ctx);
   const keep: [number, string][] = [];
   for (const [netuid, who] of index) {
@@ -100,7 +100,7 @@ export function revealTimelockedCommitments(ctx: BlockContext): void {
         remaining.push(field);
         continue;
       }
-      const signature = pulseSignature(ctx, BigInt(field.value.revealRound!.toString()));
+      const signature = pulseSignature(ctx, key, BigInt(field.value.revealRound!.toString()));
       if (!signature) {
         remaining.push(field);
         continue;

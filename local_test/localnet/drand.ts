@@ -4,7 +4,7 @@
 // way the chain's off-chain worker puts them there: contiguous rounds from LastStoredRound + 1, at most
 // 50 per block, each BLS-signed and stored with randomness = sha256(signature).
 import { sha256 } from "@noble/hashes/sha2.js";
-import { u8aToHex } from "@polkadot/util";
+import { hexToU8a, u8aToHex } from "@polkadot/util";
 import { QUICKNET, signRound } from "../../core/timelock/index.ts";
 import type { BlockContext } from "./context.ts";
 
@@ -48,13 +48,22 @@ function pulse(key: BeaconKey, round: bigint) {
  */
 const GENESIS_BACKLOG = 10n;
 
-/** Genesis: the beacon config and one pulse, GENESIS_BACKLOG rounds before "now". */
+/** pallet_drand's MAX_KEPT_PULSES: a live chain holds this many rounds (about 7.5 days) behind its last. */
+export const MAX_KEPT_PULSES = 216_000n;
+
+/**
+ * Genesis: the beacon config and one pulse, GENESIS_BACKLOG rounds before "now". OldestStoredRound is
+ * set where a live chain's would be, MAX_KEPT_PULSES back: the pulses in between are signed when a
+ * reveal first needs one (`pulseSignature`), so a commitment to a past round reveals at the next block
+ * as it does on the chain, without signing 216,000 rounds at start.
+ */
 export function drandGenesis(ctx: BlockContext, key: BeaconKey, nowMs: number): void {
   const round = roundAt(nowMs) - GENESIS_BACKLOG;
+  const oldest = round > MAX_KEPT_PULSES ? round - MAX_KEPT_PULSES + 1n : 1n;
   ctx.state.put("drand", "beaconConfig", [], beaconConfig(key.publicKey));
   ctx.state.put("drand", "pulses", [round], pulse(key, round));
   ctx.state.put("drand", "lastStoredRound", [], round);
-  ctx.state.put("drand", "oldestStoredRound", [], round);
+  ctx.state.put("drand", "oldestStoredRound", [], oldest);
 }
 
 /** What the off-chain worker's write_pulse transactions do in one block. */
@@ -73,12 +82,22 @@ export function ingestPulses(ctx: BlockContext, key: BeaconKey, nowMs: number): 
   return rounds;
 }
 
-/** The stored signature for `round`, or undefined while the pulse has not reached the chain. */
-export function pulseSignature(ctx: BlockContext, round: bigint): Uint8Array | undefined {
+/**
+ * The stored signature for `round`, or undefined while the pulse has not reached the chain. A round
+ * between OldestStoredRound and LastStoredRound is on a live chain; one the localnet has not stored yet
+ * (it predates the localnet's genesis) is signed and stored now, so reading it afterwards finds it too.
+ */
+export function pulseSignature(ctx: BlockContext, key: BeaconKey, round: bigint): Uint8Array | undefined {
   const p = ctx.state.get<import("@polkadot/types/types").Codec & { signature: { toU8a(bare: true): Uint8Array } }>(
     "drand",
     "pulses",
     round,
   );
-  return p?.signature.toU8a(true);
+  if (p) return p.signature.toU8a(true);
+  const oldest = BigInt(ctx.state.must("drand", "oldestStoredRound").toString());
+  const last = BigInt(ctx.state.must("drand", "lastStoredRound").toString());
+  if (round < oldest || round > last) return undefined;
+  const stored = pulse(key, round);
+  ctx.state.put("drand", "pulses", [round], stored);
+  return hexToU8a(stored.signature);
 }

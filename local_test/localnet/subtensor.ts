@@ -7,7 +7,7 @@ import { hexToU8a, u8aToHex } from "@polkadot/util";
 import { blake2AsU8a } from "@polkadot/util-crypto";
 import { decrypt } from "../../core/timelock/index.ts";
 import type { BlockContext } from "./context.ts";
-import { pulseSignature } from "./drand.ts";
+import { pulseSignature, type BeaconKey } from "./drand.ts";
 
 const U16_MAX = 65535;
 const MAX_UNREVEALED_COMMITS = 10;
@@ -152,7 +152,7 @@ function decodePayload(ctx: BlockContext, who: string, bytes: Uint8Array): Paylo
 }
 
 /** block_step's reveal: commits of epoch cur − RevealPeriodEpochs, retried each block until their pulse lands. */
-export function revealTimelockedWeights(ctx: BlockContext): void {
+export function revealTimelockedWeights(ctx: BlockContext, key: BeaconKey): void {
   for (const netuid of netuids(ctx)) {
     const period = big(ctx.state.must("subtensorModule", "revealPeriodEpochs", netuid));
     const cur = epochIndex(ctx, netuid, ctx.block);
@@ -171,7 +171,7 @@ export function revealTimelockedWeights(ctx: BlockContext): void {
     const unrevealed: Commit[] = [];
     for (const commit of queue) {
       const [who, , ciphertext, round] = commit;
-      const signature = pulseSignature(ctx, round);
+      const signature = pulseSignature(ctx, key, round);
       if (!signature) {
         unrevealed.push(commit);
         continue;
