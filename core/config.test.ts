@@ -32,7 +32,8 @@ describe("resolveConfig", () => {
     expect(c.sources[0]!.name).toBe("fixed");
     expect(c.executor.options).toEqual({ gpus: "none" });
     expect(c.sinks.map((s) => s.name)).toEqual(["log"]);
-    expect(c).toMatchObject({ network: "finney", profile: "benchmark", concurrency: 1, database: "data/crusades.db" });
+    expect(c).toMatchObject({ network: "finney", profile: "benchmark", database: "data/crusades.db" });
+    expect(c.concurrency).toBeUndefined();
   });
 
   test("an unknown plugin names the field and the known plugins", () => {

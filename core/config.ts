@@ -45,7 +45,13 @@ export const ConfigSchema = z
     sources: z.array(pluginRef("source")).min(1, "at least one source is needed").describe("Where submissions come from."),
     executor: pluginRef("executor").describe("Where evaluations run."),
     sinks: z.array(pluginRef("sink")).default([]).describe("Who receives scores and weight decisions."),
-    concurrency: z.number().int().min(1).max(64).default(1).describe("Evaluations run at once (one per GPU or host)."),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe("Most evaluations at once; default: one per slot of the executor's device pool. More than the pool's slots is refused at start."),
     pollIntervalSeconds: z.number().positive().default(12).describe("Seconds between source polls."),
     allowLoopbackCode: z.boolean().default(false).describe("Test and demo only: lets the code fetcher reach 127.0.0.1."),
   })
@@ -95,6 +101,22 @@ export function resolveConfig(raw: unknown, registry: PluginRegistry): Config {
     sinkNames.add(s.name);
   }
   return { ...c, sources, executor: resolvePlugin("executor", c.executor, registry, "executor"), sinks };
+}
+
+/**
+ * Once the executor has built its device pool: `concurrency` may not exceed its slots, since runs in
+ * flight beyond them would share a device. Returns the evaluations that run at once.
+ */
+export function checkConcurrency(concurrency: number | undefined, executor: Executor): number {
+  const slots = executor.slots?.();
+  if (!slots) return concurrency ?? 1;
+  if (concurrency !== undefined && concurrency > slots.length) {
+    throw new UserError(
+      `concurrency: ${concurrency} is more than the ${slots.length} slot(s) of executor "${executor.name}" (${slots.map((s) => s.id).join(", ")}); concurrent runs would share a device: lower it, or give the executor more slots`,
+      "bad_config",
+    );
+  }
+  return concurrency ?? slots.length;
 }
 
 const oneLine = (text: string) => text.replace(/\s*\n\s*/g, " ").trim();

@@ -7,7 +7,7 @@ import { formatZodError } from "./errors.ts";
 import { fetchCode as defaultFetchCode, type FetchOptions, type FetchResult } from "./fetch.ts";
 import { benchmarkSettings, verificationSettings, type HParams } from "./hparams.ts";
 import type { Logger } from "./log.ts";
-import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, Source } from "./plugin.ts";
+import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, SlotStatus, Source } from "./plugin.ts";
 import { planWeights, scoreRuns } from "./scoring.ts";
 import type { RunRow, Store, SubmissionRow } from "./storage/store.ts";
 
@@ -34,7 +34,9 @@ export interface PipelineOptions {
 
 export interface ValidatorStatus {
   state: "idle" | "evaluating" | "setting_weights" | "stopped";
-  current: { submissionId: string; runIndex: number; startedAt: number }[];
+  current: { submissionId: string; runIndex: number; startedAt: number; slot?: string }[];
+  /** The executor's device pool: what each slot runs, which are out. */
+  slots?: SlotStatus[];
   updatedAt: number;
   [k: string]: unknown;
 }
@@ -47,11 +49,19 @@ export function createPipeline(o: PipelineOptions) {
   const signal = o.signal ?? new AbortController().signal;
   const sinkNames = o.sinks.map((s) => s.name);
   const settings = benchmarkSettings(hparams, o.profile);
-  const inFlight = new Map<string, { submissionId: string; runIndex: number; startedAt: number }>();
+  const inFlight = new Map<string, { submissionId: string; runIndex: number; startedAt: number; slot?: string }>();
 
   const setStatus = (patch: Partial<ValidatorStatus>) => {
     const prev = store.getState<ValidatorStatus>("validator:status");
-    store.setState("validator:status", { ...prev, current: [...inFlight.values()], ...patch, updatedAt: Date.now() });
+    const slots = executor.slots?.();
+    store.setState("validator:status", { ...prev, current: [...inFlight.values()], ...(slots ? { slots } : {}), ...patch, updatedAt: Date.now() });
+  };
+
+  /** Evaluations that may run at once: the pool's slots still in it, and no more than `concurrency` says. */
+  const capacity = () => {
+    const slots = executor.slots?.();
+    const live = slots ? slots.filter((s) => s.state !== "out").length : (o.concurrency ?? 1);
+    return Math.min(live, o.concurrency ?? live);
   };
 
   /** Polls every source once; returns how many new submissions were stored. */
@@ -190,7 +200,11 @@ export function createPipeline(o: PipelineOptions) {
     rlog.info(`run ${of} of ${sub.id} started${run.attempts > 1 ? ` (attempt ${run.attempts}, the previous one was interrupted)` : ""}`);
     let result: EvaluationResult;
     try {
-      result = parseResult(request, await executor.evaluate(request, { log: rlog, signal }));
+      const onSlot = (slot: string) => {
+        inFlight.set(request.task_id, { ...inFlight.get(request.task_id)!, slot });
+        setStatus({ state: "evaluating" });
+      };
+      result = parseResult(request, await executor.evaluate(request, { log: rlog, signal, onSlot }));
     } catch (e) {
       result = failedResult(request, "executor_error", `executor ${executor.name} threw: ${(e as Error).message}`);
     } finally {
@@ -210,16 +224,19 @@ export function createPipeline(o: PipelineOptions) {
     return true;
   }
 
-  /** Runs queued evaluations, `concurrency` at a time, until the queue is empty. */
+  /**
+   * Runs queued evaluations, one per slot of the executor's pool at a time, until the queue is empty.
+   * A slot taken out ends one worker: the others keep going.
+   */
   async function evaluateQueued(): Promise<number> {
     let count = 0;
-    const worker = async () => {
-      while (await evaluateOne()) {
+    const worker = async (i: number) => {
+      while (i < capacity() && (await evaluateOne())) {
         count++;
         scoreReady();
       }
     };
-    await Promise.all(Array.from({ length: o.concurrency ?? 1 }, worker));
+    await Promise.all(Array.from({ length: capacity() }, (_, i) => worker(i)));
     return count;
   }
 
@@ -227,7 +244,10 @@ export function createPipeline(o: PipelineOptions) {
   function scoreReady(): number {
     const ready = store.readyToScore();
     for (const s of ready) {
-      const outcome = scoreRuns(store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code })), hparams.min_success_rate);
+      const outcome = scoreRuns(
+        store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code, errorMessage: r.error_message, runIndex: r.run_index })),
+        hparams.min_success_rate,
+      );
       store.settle(s.id, outcome, hparams.leader_threshold, sinkNames, scorePayload);
       const leader = store.leader(hparams.leader_threshold);
       if (outcome.ok) {

@@ -43,6 +43,30 @@ export interface ExecutorContext {
   log: Logger;
   /** Aborted on validator shutdown; the executor must stop the run and clean up. */
   signal: AbortSignal;
+  /** Called once the run holds its slot (the status shows which run each slot is running). */
+  onSlot?(slot: string): void;
+}
+
+/**
+ * One slot of an executor's device pool as the status shows it. A slot is a set of devices no other slot
+ * shares (GPUs, CPU cores, on one host); a run holds one slot from start to end, and the pipeline never
+ * has more runs in flight than slots are in the pool.
+ */
+export interface SlotStatus {
+  /** Unique in the pool and stable across restarts, e.g. `gpu:0`, `cpu:0-3`, `gpu-2:gpu:1`. */
+  id: string;
+  /** The machine the slot is on; null for this one. */
+  host: string | null;
+  /** The devices in words, e.g. `GPU 0 (GPU-1f2e…)`, `cores 0-3`. */
+  devices: string;
+  state: "idle" | "busy" | "out";
+  run: { submissionId: string; runIndex: number; startedAt: number } | null;
+  /** Validator-side failures (harness_error, executor_error) in a row on this slot. */
+  failures: number;
+  /** Why the slot left the pool, when it is out. */
+  reason: string | null;
+  /** Runs this slot finished since start. */
+  runs: number;
 }
 
 export interface Executor {
@@ -56,6 +80,11 @@ export interface Executor {
    * the core validates it with `parseResult` anyway.
    */
   evaluate(request: EvaluationRequest, ctx: ExecutorContext): Promise<EvaluationResult>;
+  /**
+   * The device pool, once `init` has built it. The pipeline runs at most as many evaluations at once as
+   * slots are not out; without it, `concurrency` (default 1) alone decides.
+   */
+  slots?(): SlotStatus[];
   close?(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { connectChain, loadHotkey, resolveEndpoint, type ChainClient } from "../core/chain/index.ts";
-import { loadConfig, type Config } from "../core/config.ts";
+import { checkConcurrency, loadConfig, type Config } from "../core/config.ts";
 import { UserError } from "../core/errors.ts";
 import { benchmarkSettings, defaultHParamsPath, loadHParams, type HParams } from "../core/hparams.ts";
 import { createLogger, type Logger } from "../core/log.ts";
@@ -94,7 +94,7 @@ function summary(config: Config, hparams: HParams, netuid: number, chain: Chain 
     `  sources   ${config.sources.map((s) => s.name).join(", ")}`,
     `  executor  ${config.executor.name}${executorNote}`,
     `  sinks     ${config.sinks.map((s) => s.name).join(", ") || "none"}`,
-    `  limits    ${hparams.evaluation_runs} run(s) per submission, profile ${config.profile} (${bench.eval_steps} steps, timeout ${bench.timeout_seconds}s), code up to ${hparams.max_code_bytes} bytes, concurrency ${config.concurrency}`,
+    `  limits    ${hparams.evaluation_runs} run(s) per submission, profile ${config.profile} (${bench.eval_steps} steps, timeout ${bench.timeout_seconds}s), code up to ${hparams.max_code_bytes} bytes, concurrency ${config.concurrency ?? "one per slot"}`,
     `  weights   ${chain ? `every ${hparams.set_weights_interval_blocks} blocks, burn uid ${hparams.burn_uid} at ${hparams.burn_rate * 100}%` : "not set (no chain)"}`,
     `  database  ${path}`,
   ].join("\n");
@@ -157,6 +157,9 @@ async function main(): Promise<number> {
   try {
     console.log(summary(config, hparams, netuid, chain, dbPath, a.once));
     await config.executor.init?.(log.child({ executor: config.executor.name }));
+    checkConcurrency(config.concurrency, config.executor);
+    const slots = config.executor.slots?.() ?? [];
+    if (slots.length) console.log(`  slots     ${slots.map((s) => `${s.id} (${s.devices})`).join(", ")}`);
     pipeline.setStatus({
       state: "idle",
       startedAt: Date.now(),

@@ -1,6 +1,6 @@
 // Runs evaluations in locked-down containers on the validator's own Docker engine (the GPUs on this
-// machine): one container per submission, serving all its runs (session.ts). The isolation policy itself
-// lives in sandbox.ts.
+// machine): one slot of the device pool per run (slots.ts), and on each slot one container per
+// submission, serving its runs there (session.ts). The isolation policy itself lives in sandbox.ts.
 import Docker from "dockerode";
 import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -17,8 +17,11 @@ import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness
 import { logStream } from "./log-stream.ts";
 import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
 import { SERVER_IDLE_MARGIN_SECONDS, SessionPool, type Output, type ServerHandle } from "./session.ts";
+import { buildSlots, localDevices, poolOptions, probeAll, probeArgs, slotPresent, SlotPool, type Slot } from "./slots.ts";
 
 export const DockerExecutorOptions = SandboxOptions.extend({
+  ...poolOptions("all"),
+  probe: z.boolean().default(true).describe("At start, run a tiny matmul in each slot's sandbox and check it sees exactly the slot's devices."),
   build: z
     .union([
       z.literal(false),
@@ -42,20 +45,23 @@ export type DockerExecutorOptions = z.infer<typeof DockerExecutorOptions>;
 export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (opts) => {
   const docker = new Docker(opts.socketPath ? { socketPath: opts.socketPath } : undefined);
   let ready: Promise<void> | undefined;
-  // One container per submission: its runs share the imports, never a process (each run gets a fresh
-  // supervisor and worker). Keyed by submission, so a run never shares a container with another
-  // submission's; the next submission's first run removes the previous one.
-  const pool = new SessionPool({
-    start: (submissionId, log, output) => startContainer(docker, opts, submissionId, log, output),
-    idleMs: opts.idleSeconds * 1000,
-    exclusive: true,
-  });
+  let slots: SlotPool | undefined;
+  // Per slot, one container per submission: its runs on that slot share the imports, never a process
+  // (each run gets a fresh supervisor and worker). Keyed by submission, so a run never shares a
+  // container with another submission's; the next submission's first run on the slot removes it.
+  const sessions = new Map<string, SessionPool>();
 
-  // Once per executor: a retry after a failure (engine down, build error) starts over.
+  // Once per executor: a retry after a failure (engine down, build error, a slot that fails its probe) starts over.
   const prepare = (log: Logger) =>
     (ready ??= (async () => {
       await removeStale(docker, opts.validatorId, log);
       await ensureImage(docker, opts, log);
+      const pool = buildSlots(opts, await localDevices());
+      if (opts.probe) await probeAll(pool, (slot) => probeContainer(docker, opts, slot), log);
+      for (const slot of pool) {
+        sessions.set(slot.id, new SessionPool({ start: (submissionId, l, output) => startContainer(docker, opts, slot, submissionId, l, output), idleMs: opts.idleSeconds * 1000, exclusive: true }));
+      }
+      slots = new SlotPool(pool, { maxFailures: opts.maxSlotFailures, log, present: async (slot) => slotPresent(slot, await localDevices()) });
     })().catch((e) => {
       ready = undefined;
       throw e;
@@ -63,6 +69,7 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
 
   return {
     init: (log) => prepare(log),
+    slots: () => slots?.status() ?? [],
 
     async evaluate(request: EvaluationRequest, ctx) {
       const log = ctx.log.child({ executor: "docker", submission: request.submission_id, run: request.run_index });
@@ -72,17 +79,71 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
       } catch (e) {
         return resultOf(request, { kind: "failed", message: `docker executor not ready: ${(e as Error).message}` }, null, "");
       }
-      const output = logStream(log, opts.maxLogBytes);
-      const { end, document } = await pool.evaluate(request.submission_id, request, wallClockLimitMs(request, opts), ctx.signal, output, log);
-      output.end();
-      const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
-      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
-      return result;
+      const limitMs = wallClockLimitMs(request, opts);
+      const warm = (slot: Slot) => sessions.get(slot.id)!.has(request.submission_id);
+      return slots!.evaluate(request, ctx, warm, async (slot) => {
+        const slog = log.child({ slot: slot.id });
+        const output = logStream(slog, opts.maxLogBytes);
+        const { end, document } = await sessions.get(slot.id)!.evaluate(request.submission_id, request, limitMs, ctx.signal, output, slog);
+        output.end();
+        const result = requireWorkerDrop(request, resultOf(request, end, document, output.tail()));
+        slog.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+        return result;
+      });
     },
 
-    close: () => pool.close(),
+    close: async () => {
+      await Promise.all([...sessions.values()].map((p) => p.close()));
+    },
   };
 });
+
+/** Scratch in/out directories for a container, 0700. */
+async function runDirs(log?: Logger) {
+  const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
+  log?.debug("run directory", { dir });
+  const inDir = join(dir, "in");
+  const outDir = join(dir, "out");
+  for (const d of [inDir, outDir]) {
+    await mkdir(d);
+    await chmod(d, MODES.dir);
+  }
+  return { dir, inDir, outDir };
+}
+
+const PROBE_TIMEOUT_MS = 300_000;
+
+/** Runs the start-up probe in the slot's sandbox (the same container options as a run) and returns its output. */
+async function probeContainer(docker: Docker, opts: DockerExecutorOptions, slot: Slot): Promise<string> {
+  const { dir, inDir, outDir } = await runDirs();
+  const run = { session: `probe-${randomBytes(8).toString("hex")}`, submissionId: "probe", command: ["python3", ...probeArgs(slot)] };
+  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir }), slot);
+  let container: Docker.Container | undefined;
+  try {
+    container = await docker.createContainer(create);
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    let output = "";
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        if (output.length < 1 << 16) output += chunk.toString();
+        done();
+      },
+    });
+    docker.modem.demuxStream(stream, sink, sink);
+    await container.start();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000}s`)), PROBE_TIMEOUT_MS)));
+    await Promise.race([container.wait(), timedOut]).finally(() => clearTimeout(timer));
+    // The attach stream can deliver its last bytes just after the exit.
+    await new Promise((r) => setTimeout(r, 100));
+    return output;
+  } catch (e) {
+    throw new Error(`docker: ${(e as Error).message}`);
+  } finally {
+    await container?.remove({ force: true, v: true }).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 
 /**
@@ -90,17 +151,10 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
  * copied out by the engine: the supervisor writes them as the container's root with mode 0600, which a
  * validator that is not root could not read from the bind mount itself.
  */
-async function startContainer(docker: Docker, opts: DockerExecutorOptions, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
-  const dir = await mkdtemp(join(tmpdir(), "crusades-docker-"));
-  log.debug("run directory", { dir });
-  const inDir = join(dir, "in");
-  const outDir = join(dir, "out");
-  for (const d of [inDir, outDir]) {
-    await mkdir(d);
-    await chmod(d, MODES.dir);
-  }
+async function startContainer(docker: Docker, opts: DockerExecutorOptions, slot: Slot, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
+  const { dir, inDir, outDir } = await runDirs(log);
   const run = { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(opts.idleSeconds + SERVER_IDLE_MARGIN_SECONDS) };
-  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir }));
+  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir }), slot);
   let container: Docker.Container | undefined;
   const remove = async () => {
     await container?.remove({ force: true, v: true }).catch((e: Error) => {

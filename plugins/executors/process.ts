@@ -14,6 +14,7 @@ import { HARNESS_SCRIPT, limitOptions, resultOf, wallClockLimitMs, type RunEnd }
 import { logStream } from "./log-stream.ts";
 import { killTree, procStat } from "./process-tree.ts";
 import { serveArgs, SessionPool, type Output, type ServerHandle } from "./session.ts";
+import { buildSlots, cpuList, localDevices, poolOptions, probeAll, probeArgs, slotPresent, SlotPool, type Slot } from "./slots.ts";
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
@@ -23,7 +24,10 @@ export const ProcessExecutorOptions = z.object({
   workdir: z.string().min(1).default(repoRoot).describe("Directory holding environments/templar and hparams/models; the harness's cwd."),
   ...(({ marginSeconds, timeoutSeconds, maxLogBytes }) => ({ marginSeconds, timeoutSeconds, maxLogBytes }))(limitOptions()),
   env: z.record(z.string(), z.string()).default({}).describe("Extra environment for the harness; nothing else of the validator's environment is passed on."),
+  ...poolOptions("none"),
+  probe: z.boolean().default(false).describe("At start, run a tiny matmul on each slot's devices and check the process sees exactly them."),
 });
+type ProcessExecutorOptions = z.infer<typeof ProcessExecutorOptions>;
 
 // Only what Python needs: the validator's environment may hold wallet secrets.
 const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL"];
@@ -37,7 +41,9 @@ const DIE_WITH_PARENT = [
   "prctl = getattr(ctypes.CDLL(None), 'prctl', None)",
   "prctl and prctl(1, signal.SIGKILL)",
   "os.getppid() == int(sys.argv[1]) or os._exit(70)",
-  "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])",
+  // The slot's cores (a comma list, or empty): inherited by everything the harness forks.
+  "sys.argv[2] and hasattr(os, 'sched_setaffinity') and os.sched_setaffinity(0, [int(c) for c in sys.argv[2].split(',')])",
+  "os.execv(sys.executable, [sys.executable, *sys.argv[3:]])",
 ].join("\n");
 
 // Run dirs carry the validator's pid, so a restarted validator can tell which ones a killed one left.
@@ -110,31 +116,77 @@ export async function sweepOrphanRunDirs(log: Logger, root = tmpdir()): Promise<
 }
 
 export const processExecutor = defineExecutor("process", ProcessExecutorOptions, (opts) => {
-  // One warm server per run in flight, kept for the validator's lifetime: the server never reads a
-  // request itself, so nothing of one run is in the memory the next run's processes are forked from.
-  const pool = new SessionPool({ start: (_key, log, output) => startServer(opts, log, output), exclusive: false });
-  return {
-    init: async (log) => {
+  // Per slot, one warm server kept for the validator's lifetime, its process pinned to the slot's
+  // devices: the server never reads a request itself, so nothing of one run is in the memory the next
+  // run's processes are forked from.
+  const sessions = new Map<string, SessionPool>();
+  let slots: SlotPool | undefined;
+  let ready: Promise<void> | undefined;
+  const prepare = (log: Logger) =>
+    (ready ??= (async () => {
       await sweepOrphanHarnesses(log);
       await sweepOrphanRunDirs(log);
-      // The server imports while the validator gets ready: the first evaluation finds it warm.
-      await pool.warm("", log, logStream(log, opts.maxLogBytes));
-    },
+      const pool = buildSlots(opts, await localDevices());
+      if (opts.probe) await probeAll(pool, (slot) => probeProcess(opts, slot), log);
+      for (const slot of pool) sessions.set(slot.id, new SessionPool({ start: (_key, l, output) => startServer(opts, slot, l, output), exclusive: false }));
+      slots = new SlotPool(pool, { maxFailures: opts.maxSlotFailures, log, present: async (slot) => slotPresent(slot, await localDevices()) });
+      // The servers import while the validator gets ready: the first evaluations find them warm.
+      await Promise.all([...sessions.values()].map((p) => p.warm("", log, logStream(log, opts.maxLogBytes))));
+    })().catch((e) => {
+      ready = undefined;
+      throw e;
+    }));
+  return {
+    init: (log) => prepare(log),
+    slots: () => slots?.status() ?? [],
 
     async evaluate(request: EvaluationRequest, ctx) {
       const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });
       if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-      const output = logStream(log, opts.maxLogBytes);
-      const { end, document } = await pool.evaluate("", request, wallClockLimitMs(request, opts), ctx.signal, output, log);
-      output.end();
-      const result = resultOf(request, end, document, output.tail());
-      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
-      return result;
+      try {
+        await prepare(log);
+      } catch (e) {
+        return resultOf(request, { kind: "failed", message: `process executor not ready: ${(e as Error).message}` }, null, "");
+      }
+      return slots!.evaluate(request, ctx, () => false, async (slot) => {
+        const slog = log.child({ slot: slot.id });
+        const output = logStream(slog, opts.maxLogBytes);
+        const { end, document } = await sessions.get(slot.id)!.evaluate("", request, wallClockLimitMs(request, opts), ctx.signal, output, slog);
+        output.end();
+        const result = resultOf(request, end, document, output.tail());
+        slog.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+        return result;
+      });
     },
 
-    close: () => pool.close(),
+    close: async () => {
+      await Promise.all([...sessions.values()].map((p) => p.close()));
+    },
   };
 });
+
+/** The harness's environment (only what Python needs: the validator's may hold wallet secrets) and the slot's devices. */
+function harnessEnv(opts: ProcessExecutorOptions, slot: Slot, tmp: string): Record<string, string> {
+  const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
+  for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  // PCI order, so an index means what nvidia-smi says it means; no GPU at all for a CPU slot.
+  return Object.assign(env, opts.env, { TMPDIR: tmp, CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: slot.gpus?.join(",") ?? "" });
+}
+
+/** The interpreter's arguments: the parent-death and affinity wrapper, then `args`. */
+const wrapped = (slot: Slot, args: string[]) => ["-c", DIE_WITH_PARENT, String(process.pid), slot.cpus ? cpuList(slot.cpus).join(",") : "", ...args];
+
+/** The start-up probe with the slot's devices, as a server of the slot would see them. */
+function probeProcess(opts: ProcessExecutorOptions, slot: Slot): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(opts.python, wrapped(slot, probeArgs(slot)), { cwd: opts.workdir, env: harnessEnv(opts, slot, tmpdir()), stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c));
+    child.stderr.on("data", (c: Buffer) => (out += c));
+    child.on("error", reject);
+    child.on("close", () => resolve(out));
+  });
+}
 
 // A server outlives idle spells of any length; PR_SET_PDEATHSIG and the startup sweep are what end one
 // whose validator is gone.
@@ -144,7 +196,7 @@ const SERVER_IDLE_SECONDS = 365 * 24 * 3600;
  * Starts `env.py --serve` in a process group of its own, in a fresh session dir (its in/ and out/ 0700,
  * so a worker moved to another uid reads neither requests nor results, and tmp/ for its home).
  */
-async function startServer(opts: z.infer<typeof ProcessExecutorOptions>, log: Logger, output: Output): Promise<ServerHandle> {
+async function startServer(opts: ProcessExecutorOptions, slot: Slot, log: Logger, output: Output): Promise<ServerHandle> {
   const dir = await mkdtemp(join(tmpdir(), `crusades-process-${process.pid}-`));
   log.debug("run directory", { dir });
   const inDir = join(dir, "in");
@@ -157,12 +209,8 @@ async function startServer(opts: z.infer<typeof ProcessExecutorOptions>, log: Lo
   // (dir traversable, tmp/ sticky and open) but not list the dir.
   await chmod(tmp, 0o1777);
   await chmod(dir, 0o711);
-  const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
-  for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  Object.assign(env, opts.env, { TMPDIR: tmp });
-
-  const args = ["-c", DIE_WITH_PARENT, String(process.pid), ...serveArgs(inDir, outDir, SERVER_IDLE_SECONDS)];
-  const child = spawn(opts.python, args, { cwd: opts.workdir, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const args = wrapped(slot, serveArgs(inDir, outDir, SERVER_IDLE_SECONDS));
+  const child = spawn(opts.python, args, { cwd: opts.workdir, env: harnessEnv(opts, slot, tmp), detached: true, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout.on("data", (c: Uint8Array) => output("stdout", c));
   child.stderr.on("data", (c: Uint8Array) => output("stderr", c));
   const exited = new Promise<RunEnd>((resolve) => {

@@ -16,14 +16,10 @@ import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
 import { size } from "./harness.ts";
 import { serveArgs } from "./session.ts";
-
-
-export const GpuSelection = z.union([z.enum(["all", "none"]), z.array(z.string().regex(/^[\w-]+$/, "a GPU index or UUID")).min(1)]);
-export type GpuSelection = z.infer<typeof GpuSelection>;
+import type { Slot } from "./slots.ts";
 
 export const SandboxOptions = z.object({
   image: z.string().min(1).default("crusades-eval:latest").describe("Evaluation image (environments/templar/Dockerfile)."),
-  gpus: GpuSelection.default("all").describe('GPUs by device request: "all", "none" (CPU only) or device indices/UUIDs such as ["0", "1"].'),
   appDir: z.string().startsWith("/").default("/app").describe("Directory in the image holding environments/templar and hparams/models."),
   tmpfsSize: size("4g").default("4g").describe("Size of the /tmp tmpfs, which also holds the worker's compile caches."),
   validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default").describe("Labels this validator's containers and remote run dirs, so a restart removes what a crash left."),
@@ -106,7 +102,10 @@ export function requireWorkerDrop(request: EvaluationRequest, result: Evaluation
   return failedResult(request, "executor_error", "the harness ran the submission as uid 0 (it could not drop privileges: is the image's Python stack readable by other users?)");
 }
 
-export function createOptions(opts: SandboxOptions, limits: Limits, spec: SandboxSpec): ContainerCreateOptions {
+/** The devices a container sees: its slot's GPUs by device request (none when null) and its cores as its cpuset. */
+export type SlotDevices = Pick<Slot, "gpus" | "cpus">;
+
+export function createOptions(opts: SandboxOptions, limits: Limits, spec: SandboxSpec, slot: SlotDevices): ContainerCreateOptions {
   return {
     name: spec.name,
     Image: opts.image,
@@ -132,25 +131,21 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
       ShmSize: bytes(limits.shmSize),
       Tmpfs: spec.tmpfs,
       Binds: [`${spec.inDir}:${CONTAINER_IN}:ro`, `${spec.outDir}:${CONTAINER_OUT}:rw`],
-      DeviceRequests: deviceRequests(opts.gpus),
+      DeviceRequests: slot.gpus ? [{ Driver: "", Count: 0, DeviceIDs: slot.gpus, Capabilities: [["gpu"]], Options: {} }] : [],
+      ...(slot.cpus ? { CpusetCpus: slot.cpus } : {}),
       Init: true,
     },
   };
 }
 
-function deviceRequests(gpus: GpuSelection) {
-  if (gpus === "none") return [];
-  const base = { Driver: "", Capabilities: [["gpu"]], Options: {} };
-  return gpus === "all" ? [{ ...base, Count: -1 }] : [{ ...base, Count: 0, DeviceIDs: gpus }];
-}
-
 /** The same container as `createOptions`, as `docker run` arguments (without the leading `docker`; not --rm: the caller copies the result out first). */
-export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: SandboxSpec): string[] {
+export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: SandboxSpec, slot: SlotDevices): string[] {
   const args = ["run", "--name", spec.name, "--init", "--user", spec.user, "--network", "none", "--read-only",
     "--cap-drop", "ALL", ...spec.capAdd.flatMap((c) => ["--cap-add", c]), "--security-opt", "no-new-privileges", "--pids-limit", String(limits.pidsLimit), "--memory", limits.memory,
     "--memory-swap", limits.memory, "--shm-size", limits.shmSize, "--workdir", opts.appDir,
     "-v", `${spec.inDir}:${CONTAINER_IN}:ro`, "-v", `${spec.outDir}:${CONTAINER_OUT}:rw`];
-  if (opts.gpus !== "none") args.push("--gpus", opts.gpus === "all" ? "all" : `"device=${opts.gpus.join(",")}"`);
+  if (slot.gpus) args.push("--gpus", `"device=${slot.gpus.join(",")}"`);
+  if (slot.cpus) args.push("--cpuset-cpus", slot.cpus);
   for (const [k, v] of Object.entries(spec.labels)) args.push("--label", `${k}=${v}`);
   for (const [path, o] of Object.entries(spec.tmpfs)) args.push("--tmpfs", `${path}:${o}`);
   for (const [k, v] of Object.entries(spec.env)) args.push("-e", `${k}=${v}`);

@@ -213,6 +213,11 @@ export class SessionPool {
     return Session.start(key, (out) => this.opts.start(key, log, out), output);
   }
 
+  /** Whether an idle session of `key` waits here: a run of it would find its server warm. */
+  has(key: string): boolean {
+    return this.idle.some((s) => s.key === key && s.alive);
+  }
+
   /** Starts a session for `key` ahead of its first run, so that run does not wait for the imports. */
   async warm(key: string, log: Logger, output: LogStream): Promise<void> {
     this.release(await Session.start(key, (out) => this.opts.start(key, log, out), output));

@@ -1,8 +1,9 @@
-// Runs evaluations on a remote GPU host over SSH: one warm server (session.ts) per submission, in a fresh
-// remote directory, in the same sandbox container as the docker executor (or directly with the host's
-// python3 when it has no Docker). Requests go up by SFTP, output streams back, results come down; a run
-// that overruns takes the server with it (the container, or the remote process tree).
-import { randomBytes } from "node:crypto";
+// Runs evaluations on remote GPU hosts over SSH: each host offers slots of the device pool (slots.ts),
+// and on each slot one warm server (session.ts) per submission, in a fresh remote directory, in the same
+// sandbox container as the docker executor (or directly with the host's python3 when it has no Docker).
+// Requests go up by SFTP, output streams back, results come down; a run that overruns takes the server
+// with it (the container, or the remote process tree).
+import { createHash, randomBytes } from "node:crypto";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { existsSync } from "node:fs";
@@ -15,12 +16,30 @@ import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness
 import { logStream } from "./log-stream.ts";
 import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
 import { SERVER_IDLE_MARGIN_SECONDS, serveArgs, SessionPool, type Output, type ServerFiles, type ServerHandle } from "./session.ts";
+import { buildSlots, DEVICES_SCRIPT, GpuSelection, hostDevicesOf, poolOptions, probeAll, probeArgs, slotPresent, SlotPool, SlotsOption, type Slot } from "./slots.ts";
 import { ConnectionLost, sshHost, type Session as Connection } from "./ssh-connection.ts";
 
 const MAX_RESULT_BYTES = 16 << 20;
 
+const HostEntry = z
+  .object({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).optional(),
+    user: z.string().min(1).optional(),
+    gpus: GpuSelection.optional(),
+    slots: SlotsOption.optional(),
+  })
+  .strict();
+
 export const SshExecutorOptions = SandboxOptions.extend({
-  host: z.string().min(1).describe("The GPU host."),
+  ...poolOptions("all"),
+  probe: z.boolean().default(true).describe("At start, run a tiny matmul in each slot's sandbox on its host and check it sees exactly the slot's devices."),
+  host: z.string().min(1).optional().describe("The GPU host (or several in hosts)."),
+  hosts: z
+    .array(HostEntry)
+    .min(1)
+    .optional()
+    .describe("Several hosts, each with its own slots: [{ host, port?, user?, gpus?, slots? }]; what an entry leaves out comes from the options here."),
   port: z.number().int().min(1).max(65535).default(22).describe("SSH port."),
   user: z.string().min(1).describe("Login on the host (in its docker group for docker mode)."),
   privateKeyPath: z.string().min(1).optional().describe("Private key file; without one, the ssh-agent (`agent` or $SSH_AUTH_SOCK)."),
@@ -40,6 +59,7 @@ export const SshExecutorOptions = SandboxOptions.extend({
     .prefault({})
     .describe("Reconnect delays after a failed or dropped connection: initialSeconds, doubled up to maxSeconds."),
 })
+  .refine((o) => (o.host === undefined) !== (o.hosts === undefined), { path: ["host"], message: "give host, or hosts, not both" })
   .refine((o) => o.mode !== "direct" || o.remoteRepo, { path: ["remoteRepo"], message: "direct mode needs the path of a checkout on the host" })
   .refine((o) => o.privateKeyPath || o.agent || process.env.SSH_AUTH_SOCK, { path: ["privateKeyPath"], message: "give a private key path, or an ssh-agent (agent or $SSH_AUTH_SOCK)" })
   .refine((o) => !o.privateKeyPath || existsSync(o.privateKeyPath), { path: ["privateKeyPath"], message: "no such file" });
@@ -56,59 +76,151 @@ const KILL_RUN = [
   `killrun() { p=$(cat "$1/pid" 2>/dev/null) || return 0; grep -qF "$1" "/proc/$p/cmdline" 2>/dev/null || return 0; all=""; for r in 1 2 3 4; do t=$(tree "$p"); kill -s STOP $t 2>/dev/null; all="$all $t"; done; kill -s KILL $all 2>/dev/null; kill -s KILL -- "-$p" 2>/dev/null; return 0; }`,
 ].join("; ");
 
-export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
-  const prefix = `${opts.remoteTmp}/crusades-ssh-${opts.validatorId}-`;
+/** One host of the pool: its connection, where its servers live, and the label its containers carry. */
+interface Host {
+  name: string;
+  conn: ReturnType<typeof sshHost>;
+  prefix: string;
+  /** Tells this host's containers from another entry's on the same engine (two ports of one machine). */
+  tag: string;
+  entry: { gpus: GpuSelection; slots?: SshExecutorOptions["slots"] };
+}
 
-  // Servers that a dropped connection or a crashed validator left behind: kill them, remove their dirs.
-  const cleanStale = async (s: Connection, log: Logger) => {
-    const script = [
-      KILL_RUN,
-      `n=0; for d in ${q(prefix)}*; do [ -d "$d" ] || continue; killrun "$d"; rm -rf "$d"; n=$((n+1)); done`,
-      opts.mode === "docker" ? `ids=$(docker ps -aq --filter label=${LABEL_VALIDATOR}=${opts.validatorId}); [ -z "$ids" ] || { docker rm -f $ids >/dev/null; n=$((n+1)); }` : "true",
-      "echo $n",
-    ].join("; ");
-    const r = await s.exec(script);
-    const stale = r.stdout.trim();
-    if (Number(stale) > 0) log.warn(`removed ${stale} stale run(s) left on ${host.where} by an earlier connection`);
-  };
-  const host = sshHost({ ...opts, knownHostsPath: opts.knownHostsPath.replace(/^~(?=\/)/, homedir()) }, cleanStale);
-  // One server per submission, as in the docker executor: its runs share the imports, never a process,
-  // and the next submission's first run removes it.
-  const pool = new SessionPool({
-    start: async (submissionId, log, output) => startServer(await host.session(log, new AbortController().signal), opts, prefix, submissionId, host.where, log, output),
-    idleMs: opts.idleSeconds * 1000,
-    exclusive: true,
+const LABEL_HOST = "crusades.host";
+
+export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
+  const entries = opts.hosts ?? [{ host: opts.host! }];
+  const hosts: Host[] = entries.map((e) => {
+    const port = e.port ?? opts.port;
+    const user = e.user ?? opts.user;
+    const tag = createHash("sha256").update(`${user}@${e.host}:${port}`).digest("hex").slice(0, 8);
+    const prefix = `${opts.remoteTmp}/crusades-ssh-${opts.validatorId}-${tag}-`;
+    const name = port === 22 ? e.host : `${e.host}:${port}`;
+    // Servers that a dropped connection or a crashed validator left behind: kill them, remove their dirs.
+    const cleanStale = async (s: Connection, log: Logger) => {
+      const script = [
+        KILL_RUN,
+        `n=0; for d in ${q(prefix)}*; do [ -d "$d" ] || continue; killrun "$d"; rm -rf "$d"; n=$((n+1)); done`,
+        opts.mode === "docker" ? `ids=$(docker ps -aq --filter label=${LABEL_VALIDATOR}=${opts.validatorId} --filter label=${LABEL_HOST}=${tag}); [ -z "$ids" ] || { docker rm -f $ids >/dev/null; n=$((n+1)); }` : "true",
+        "echo $n",
+      ].join("; ");
+      const r = await s.exec(script);
+      const stale = r.stdout.trim();
+      if (Number(stale) > 0) log.warn(`removed ${stale} stale run(s) left on ${conn.where} by an earlier connection`);
+    };
+    const conn = sshHost({ ...opts, host: e.host, port, user, knownHostsPath: opts.knownHostsPath.replace(/^~(?=\/)/, homedir()) }, cleanStale);
+    return { name, conn, prefix, tag, entry: { gpus: e.gpus ?? opts.gpus, slots: e.slots ?? opts.slots } };
   });
+  const hostOf = new Map<string, Host>();
+  // Per slot, one server per submission, as in the docker executor: its runs there share the imports,
+  // never a process, and the next submission's first run on the slot removes it.
+  const sessions = new Map<string, SessionPool>();
+  let slots: SlotPool | undefined;
+  let ready: Promise<void> | undefined;
+  const devicesOf = async (h: Host, log: Logger) => hostDevicesOf((await (await h.conn.session(log, new AbortController().signal)).exec(DEVICES_SCRIPT)).stdout);
+
+  // Once per executor: every host connected, its slots built and probed; a failure fails the start with one line.
+  const prepare = (log: Logger) =>
+    (ready ??= (async () => {
+      const all: Slot[] = [];
+      for (const h of hosts) {
+        const found = await devicesOf(h, log).catch((e: Error) => {
+          throw new Error(`${h.conn.where}: ${e.message}`);
+        });
+        let own: Slot[];
+        try {
+          own = buildSlots(h.entry, found, h.name);
+        } catch (e) {
+          throw new Error(`hosts: ${(e as Error).message}`);
+        }
+        if (opts.probe) await probeAll(own, (slot) => probeRemote(h, opts, slot, log), log);
+        for (const slot of own) {
+          hostOf.set(slot.id, h);
+          sessions.set(slot.id, new SessionPool({
+            start: async (submissionId, l, output) => startServer(await h.conn.session(l, new AbortController().signal), opts, h, slot, submissionId, l, output),
+            idleMs: opts.idleSeconds * 1000,
+            exclusive: true,
+          }));
+        }
+        all.push(...own);
+      }
+      slots = new SlotPool(all, {
+        maxFailures: opts.maxSlotFailures,
+        log,
+        present: async (slot) => slotPresent(slot, await devicesOf(hostOf.get(slot.id)!, log)),
+      });
+    })().catch((e) => {
+      ready = undefined;
+      throw e;
+    }));
 
   return {
     async init(log) {
-      await host.session(log, new AbortController().signal);
+      await prepare(log);
+      // Every host connected now (a reconnect after a drop also sweeps what the drop left there).
+      for (const h of hosts) await h.conn.session(log, new AbortController().signal);
     },
+    slots: () => slots?.status() ?? [],
 
     async evaluate(request: EvaluationRequest, ctx) {
-      const log = ctx.log.child({ executor: "ssh", host: host.where, submission: request.submission_id, run: request.run_index });
+      const log = ctx.log.child({ executor: "ssh", submission: request.submission_id, run: request.run_index });
       if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
       try {
-        await host.session(log, ctx.signal);
+        await prepare(log);
       } catch (e) {
-        if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
-        return resultOf(request, { kind: "failed", message: `cannot connect to ${host.where}: ${(e as Error).message}` }, null, "");
+        return resultOf(request, { kind: "failed", message: `ssh executor not ready: ${(e as Error).message}` }, null, "");
       }
-      const output = logStream(log, opts.maxLogBytes);
-      const { end, document } = await pool.evaluate(request.submission_id, request, wallClockLimitMs(request, opts), ctx.signal, output, log);
-      output.end();
-      const result = resultOf(request, end, document, output.tail());
-      log.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
-      return opts.mode === "docker" ? requireWorkerDrop(request, result) : result;
+      const warm = (slot: Slot) => sessions.get(slot.id)!.has(request.submission_id);
+      return slots!.evaluate(request, ctx, warm, async (slot) => {
+        const h = hostOf.get(slot.id)!;
+        const slog = log.child({ host: h.conn.where, slot: slot.id });
+        try {
+          await h.conn.session(slog, ctx.signal);
+        } catch (e) {
+          if (ctx.signal.aborted) return resultOf(request, { kind: "cancelled" }, null, "");
+          return resultOf(request, { kind: "failed", message: `cannot connect to ${h.conn.where}: ${(e as Error).message}` }, null, "");
+        }
+        const output = logStream(slog, opts.maxLogBytes);
+        const { end, document } = await sessions.get(slot.id)!.evaluate(request.submission_id, request, wallClockLimitMs(request, opts), ctx.signal, output, slog);
+        output.end();
+        const result = resultOf(request, end, document, output.tail());
+        slog.info("evaluation finished", { success: result.success, tps: result.tps, error: result.error?.code ?? null });
+        return opts.mode === "docker" ? requireWorkerDrop(request, result) : result;
+      });
     },
 
     async close() {
-      await pool.close();
-      host.close();
+      await Promise.all([...sessions.values()].map((p) => p.close()));
+      for (const h of hosts) h.conn.close();
     },
   };
 });
 
+/** Environment and wrapper that give a direct-mode process only its slot's devices (GPUs by CUDA, cores by affinity). */
+function directDevices(slot: Slot): { env: string[]; wrap: string } {
+  // PCI order, so an index means what nvidia-smi says it means.
+  const env = ["CUDA_DEVICE_ORDER=PCI_BUS_ID", `CUDA_VISIBLE_DEVICES=${slot.gpus ? slot.gpus.join(",") : ""}`];
+  return { env, wrap: slot.cpus ? `taskset -c ${slot.cpus} ` : "" };
+}
+
+/** The start-up probe on the slot's host, in the slot's sandbox (docker mode) or with its devices (direct). */
+async function probeRemote(h: Host, opts: SshExecutorOptions, slot: Slot, log: Logger): Promise<string> {
+  const conn = await h.conn.session(log, new AbortController().signal);
+  let command: string;
+  if (opts.mode === "docker") {
+    const made = await conn.exec(`D=$(mktemp -d ${q(h.prefix)}XXXXXXXX) && mkdir -m 700 "$D/in" "$D/out" && echo "$D"`);
+    const dir = made.stdout.trim();
+    if (made.code !== 0 || !dir.startsWith(h.prefix)) throw new Error(`cannot create a directory on ${h.conn.where}: ${made.stderr.trim()}`);
+    const spec = sandboxSpec(opts, { session: `probe-${randomBytes(8).toString("hex")}`, submissionId: "probe", command: ["python3", ...probeArgs(slot)] }, { inDir: `${dir}/in`, outDir: `${dir}/out` });
+    spec.labels[LABEL_HOST] = h.tag;
+    const args = dockerRunArgs(opts, opts, spec, slot);
+    command = `docker ${args.map(q).join(" ")} 2>&1; docker rm -f ${q(spec.name)} >/dev/null 2>&1; rm -rf ${q(dir)}`;
+  } else {
+    const { env, wrap } = directDevices(slot);
+    command = `cd ${q(opts.remoteRepo!)} && env ${env.join(" ")} ${wrap}${q(opts.python)} ${probeArgs(slot).map(q).join(" ")} 2>&1`;
+  }
+  return (await conn.exec(command)).stdout;
+}
 
 type SftpCall = <T = void>(f: (done: (e: Error | null | undefined, value?: T) => void) => void) => Promise<T>;
 
@@ -150,7 +262,9 @@ const sftpFiles = (sftp: SFTPWrapper, call: SftpCall): ServerFiles => ({
  * Starts a warm server for one submission in a fresh remote directory (in/ and out/ 0700, so the worker's
  * uid reads neither; tmp/ for its home in direct mode), on its own channel of the connection.
  */
-async function startServer(conn: Connection, opts: SshExecutorOptions, prefix: string, submissionId: string, where: string, log: Logger, output: Output): Promise<ServerHandle> {
+async function startServer(conn: Connection, opts: SshExecutorOptions, h: Host, slot: Slot, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
+  const { prefix } = h;
+  const where = h.conn.where;
   const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"`);
   const dir = made.stdout.trim();
   if (made.code !== 0 || !dir.startsWith(prefix)) throw new Error(`cannot create a run directory on ${where}: ${made.stderr.trim()}`);
@@ -162,11 +276,13 @@ async function startServer(conn: Connection, opts: SshExecutorOptions, prefix: s
   let command: string;
   if (opts.mode === "docker") {
     const spec = sandboxSpec(opts, { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(idle) }, { inDir, outDir });
+    spec.labels[LABEL_HOST] = h.tag;
     container = spec.name;
-    command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec).map(q).join(" ")}`;
+    command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec, slot).map(q).join(" ")}`;
   } else {
-    const env = ["PATH=$PATH", "HOME=$HOME", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", `TMPDIR=${q(`${dir}/tmp`)}`];
-    command = `cd ${q(opts.remoteRepo!)} && echo $$ > ${q(`${dir}/pid`)} && exec env -i ${env.join(" ")} ${q(opts.python)} ${serveArgs(inDir, outDir, idle).map(q).join(" ")}`;
+    const devices = directDevices(slot);
+    const env = ["PATH=$PATH", "HOME=$HOME", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", `TMPDIR=${q(`${dir}/tmp`)}`, ...devices.env];
+    command = `cd ${q(opts.remoteRepo!)} && echo $$ > ${q(`${dir}/pid`)} && exec env -i ${env.join(" ")} ${devices.wrap}${q(opts.python)} ${serveArgs(inDir, outDir, idle).map(q).join(" ")}`;
   }
   const cleanup = `${container ? `docker rm -f ${q(container)} >/dev/null 2>&1; ` : ""}${KILL_RUN}; killrun ${q(dir)}; rm -rf ${q(dir)}`;
   let sftp: SFTPWrapper | undefined;
