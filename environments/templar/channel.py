@@ -1,12 +1,15 @@
 """Length-prefixed JSON frames over the private pipes between supervisor and worker. The supervisor treats
-every frame it reads as hostile input: bounded size, bounded wait, and a plain dict or nothing."""
+every frame it reads as hostile input: bounded size, bounded wait, finite floats and bounded integers only,
+and a plain dict or nothing."""
 import json
+import math
 import os
 import select
 import struct
 import time
 
 MAX_FRAME = 64 << 20
+INT_DIGITS = 20  # with the sign: every integer either side sends (seeds are 63-bit) fits
 _HEADER = struct.Struct(">I")
 
 
@@ -50,13 +53,27 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf: a number no report may carry
+        raise ValueError(f"{text[:40]} is not a finite float")
+    return value
+
+
+def _bounded(text: str) -> int:
+    if len(text) > INT_DIGITS:  # 10**400 would overflow every float conversion downstream
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
 def recv(fd: int, deadline: float = float("inf"), limit: int = MAX_FRAME) -> dict:
     (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
     if size > limit:
         raise BadFrame(f"frame of {size} bytes exceeds {limit}")
     try:
-        message = json.loads(_read_exact(fd, size, deadline), parse_constant=_no_constants)
-    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, NaN/Infinity, nesting beyond the stack
+        message = json.loads(_read_exact(fd, size, deadline), parse_constant=_no_constants, parse_float=_finite,
+                             parse_int=_bounded)
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, NaN/Infinity/1e400, huge ints, deep nesting
         raise BadFrame(f"frame is not plain JSON: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(message, dict):
         raise BadFrame("frame is not a JSON object")

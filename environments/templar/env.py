@@ -41,9 +41,7 @@ LOG_FORWARD_LIMIT = 1 << 20
 LOG_TAIL = 4096
 LOG_JOIN_S = 5.0
 REPORT_LIMIT = 1 << 20  # bytes of one frame from the worker: reports are small
-MESSAGE_LIMIT = 4000
 REQUEST_LIMIT = 64 << 20
-REPORT_FIELDS = {"total_tokens": "int", "final_loss": "loss", "logits_shape": "shape"}
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
 sys.path.insert(0, str(HERE))
@@ -57,6 +55,7 @@ import channel  # noqa: E402
 import checks  # noqa: E402
 import contain  # noqa: E402
 import handover as handover_mod  # noqa: E402
+import report  # noqa: E402
 import server  # noqa: E402
 import sketch  # noqa: E402
 import worker as worker_mod  # noqa: E402
@@ -151,14 +150,12 @@ class WorkerProcess:
                                 "reporting back; inner_steps must return normally") from None
         except channel.BadFrame as e:
             raise Fail("tampering", f"unreadable message from the worker during {phase}: {e}") from None
-        if reply.get("ok") is False and reply.get("op") == op:
-            code, message = reply.get("code"), reply.get("message")
-            if code in worker_mod.REJECTION_CODES and isinstance(message, str):
-                raise Fail(code, message[:MESSAGE_LIMIT])
-        elif reply.get("ok") is True and reply.get("op") == op and all(
-                _matches(reply.get(k), kind) for k, kind in (fields or {}).items()):
-            return reply
-        raise Fail("tampering", f"malformed report from the worker during {phase}")
+        try:
+            return report.parse(reply, op, fields or {}, worker_mod.REJECTION_CODES)
+        except report.Rejection as r:
+            raise Fail(r.code, r.message) from None
+        except report.Malformed as e:
+            raise Fail("tampering", f"malformed report from the worker during {phase}: {e}") from None
 
     def describe_exit(self) -> str:
         status = self.wall.status if self.wall else None
@@ -185,16 +182,6 @@ class WorkerProcess:
         for fd in (self.cmd_w, self.msg_r):
             os.close(fd)
         self.log.join(LOG_JOIN_S)
-
-
-def _matches(value, kind) -> bool:
-    if kind == "int":
-        return type(value) is int
-    if kind == "loss":
-        return value is None or type(value) is float
-    if kind == "shape":
-        return type(value) is list and len(value) <= 8 and all(type(d) is int for d in value)
-    raise ValueError(kind)
 
 
 def _home(drop: int | None) -> Path:
@@ -358,7 +345,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         limit = bench["timeout_seconds"]
         t = time.perf_counter()
         try:
-            diag["handover"] = worker.recv("setup", deadline, "setting up", limit).get("handover")
+            diag["handover"] = worker.recv("setup", deadline, "setting up", limit, report.SETUP_FIELDS)["handover"]
         except Fail as f:
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
         timings["setup_wait_s"] = time.perf_counter() - t
@@ -370,7 +357,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             t = time.perf_counter()
             warm_msg, _ = _tokens_message("warmup", request["seed"], "warmup", bench["warmup_steps"], bench, vocab)
             worker.send(warm_msg)
-            worker.recv("warmup", deadline, "the warm-up call", limit, REPORT_FIELDS)
+            worker.recv("warmup", deadline, "the warm-up call", limit, report.RUN_FIELDS)
             worker.send({"op": "sketch", "key": workload.derive_seed(request["seed"], "warmup-sketch")})
             worker.recv("sketch", deadline, "the warm-up hand-over", limit)
             timings["warmup_s"] = time.perf_counter() - t
@@ -380,7 +367,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         gc.freeze()  # a full collection costs ~0.3 s; between the report and the snapshot it would be timed
         t0 = time.perf_counter()
         worker.send(run_msg)
-        reported = worker.recv("run", deadline, "the timed call", limit, REPORT_FIELDS)
+        reported = worker.recv("run", deadline, "the timed call", limit, report.RUN_FIELDS)
         t_returned = time.perf_counter()
         # The key exists only now that the call has returned: nothing in it could aim at the projection.
         worker.send({"op": "sketch", "key": key})

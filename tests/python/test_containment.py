@@ -14,7 +14,8 @@ import pytest
 from conftest import FIXTURES, HPARAMS, ROOT, build_request, evaluate_requests, read_code, run_harness
 
 FORGED = {"nested": "tampering", "nan": "tampering", "wrong_types": "tampering", "not_object": "tampering",
-          "huge": "tampering", "claim_harness": "tampering"}
+          "huge": "tampering", "claim_harness": "tampering", "inf_loss": "tampering", "huge_tokens": "tampering",
+          "extra_field": "tampering"}
 
 
 def _comm_of_all() -> set[str]:
