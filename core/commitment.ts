@@ -99,3 +99,56 @@ export function parseCommitment(data: string): ParsedCommitment {
   if (bad) return { ok: false, reason: "bad_url", message: bad };
   return { ok: true, commitment: { codeHash: m[1]!.toLowerCase(), url: m[2]!, form: "hash_url" } };
 }
+
+// ---- the reveal delay -----------------------------------------------------------------------------
+// Priority goes to the commit block, so a commitment must stay sealed long enough that nobody can read
+// it before others could commit: its drand round may not open sooner than `reveal_blocks × block_time`
+// after its commit block's timestamp (chain time, never a local clock). The slack covers what an honest
+// miner cannot control: the round grid (one drand period) and the blocks its transaction waits.
+
+type BeaconClock = { genesisTime: number; period: number };
+
+export interface RevealRule {
+  revealBlocks: number;
+  /** Longest accepted delay: a longer one would hold every later commitment back as long. */
+  maxRevealBlocks: number;
+  blockTime: number;
+}
+
+/** Unix seconds at which drand publishes `round` (round 1 at genesis). */
+export function roundPublishedAt(round: bigint, beacon: BeaconClock): number {
+  return beacon.genesisTime + Number(round - 1n) * beacon.period;
+}
+
+/** The first round published at or after Unix second `t`. */
+export function firstRoundFrom(t: number, beacon: BeaconClock): bigint {
+  return BigInt(Math.max(1, Math.ceil((t - beacon.genesisTime) / beacon.period) + 1));
+}
+
+export const revealSlackSeconds = (rule: Pick<RevealRule, "blockTime">, beacon: BeaconClock) => beacon.period + 2 * rule.blockTime;
+
+export type RevealDelayRejection = { reason: "reveal_too_soon" | "reveal_too_late"; message: string };
+
+/**
+ * Judges how long a commitment stayed sealed after its commit block (seconds from that block's
+ * timestamp to its round's publication). Null when the delay is within the rule.
+ */
+export function judgeRevealDelay(sealedSeconds: number, rule: RevealRule, beacon: BeaconClock): RevealDelayRejection | null {
+  const slack = revealSlackSeconds(rule, beacon);
+  const min = rule.revealBlocks * rule.blockTime;
+  const max = rule.maxRevealBlocks * rule.blockTime;
+  const sealed = Math.round(sealedSeconds);
+  if (!Number.isFinite(sealedSeconds) || sealedSeconds < min - slack) {
+    return {
+      reason: "reveal_too_soon",
+      message: `timelocked to open ${sealed} s after its commit block; validators require at least reveal_blocks × block_time = ${rule.revealBlocks} × ${rule.blockTime} s = ${min} s (less ${slack} s of slack), so that a later copy cannot reveal before the original`,
+    };
+  }
+  if (sealedSeconds > max + slack) {
+    return {
+      reason: "reveal_too_late",
+      message: `timelocked to open ${sealed} s after its commit block; validators accept at most ${rule.maxRevealBlocks} × ${rule.blockTime} s = ${max} s (plus ${slack} s of slack), since later commitments wait for earlier ones to reveal`,
+    };
+  }
+  return null;
+}

@@ -9,7 +9,8 @@ import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { connectChain } from "../core/chain/client.ts";
 import { HOTKEY_URI_ENV, loadHotkey, type Hotkey } from "../core/chain/wallet.ts";
-import { buildCommitment } from "../core/commitment.ts";
+import { buildCommitment, judgeRevealDelay, revealSlackSeconds } from "../core/commitment.ts";
+import { QUICKNET } from "../core/timelock/index.ts";
 import { UserError } from "../core/errors.ts";
 import { fetchCode } from "../core/fetch.ts";
 import { loadHParams, repoRoot } from "../core/hparams.ts";
@@ -17,6 +18,11 @@ import { createLogger } from "../core/log.ts";
 import { normalizeCodeUrl } from "../core/urls.ts";
 
 class Usage extends Error {}
+
+// Tests shift this process's clock with CRUSADES_CLOCK_OFFSET_SECONDS, as a miner's wrong clock would be,
+// without touching the system clock.
+const clockOffsetMs = Number(process.env.CRUSADES_CLOCK_OFFSET_SECONDS ?? 0) * 1000 || 0;
+const localClock = () => Date.now() + clockOffsetMs;
 
 const COMMON = `
 Common options:
@@ -83,6 +89,18 @@ const ALLOWED: Record<string, string[]> = {
   validate: ["help", "no-verify", "allow-loopback"],
   status: ["help", "network", "netuid", "wallet.name", "wallet.hotkey", "wallet.path"],
 };
+
+/** Clock disagreements under this many seconds (beyond a block) are not worth a line. */
+const CLOCK_NOTE_SECONDS = 30;
+
+const RULE = (revealBlocks: number, blockTime: number, sha256: string) =>
+  `rule: validators order commitments by commit block; the first commitment of those bytes wins (sha256 ${sha256.slice(0, 16)}…, bound in the commitment) wherever they are hosted, and a commitment must stay sealed ${revealBlocks} blocks × ${blockTime} s after its block`;
+
+function duration(seconds: number): string {
+  const minutes = Math.round(seconds / 60);
+  if (minutes >= 60) return `${Math.round(minutes / 6) / 10} h`;
+  return minutes ? `${minutes} min` : `${Math.round(seconds)} s`;
+}
 
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
@@ -186,16 +204,27 @@ async function cmdSubmit(url: string, v: Values): Promise<number> {
     if (status.pending) {
       out(`warning: your commitment from block ${status.pending.block} has not revealed yet; this one replaces it and the old one will never reveal`);
     }
+    out(RULE(hp.reveal_blocks, hp.block_time, code.sha256));
+    const asked = revealBlocks * blockTime;
+    if (asked < hp.reveal_blocks * hp.block_time - revealSlackSeconds({ blockTime: hp.block_time }, QUICKNET)) {
+      out(`warning: --reveal-blocks ${revealBlocks} × --block-time ${blockTime} s = ${asked} s is shorter than the ${hp.reveal_blocks * hp.block_time} s validators on hparams.json require; they will reject this commitment as revealed too soon`);
+    }
     if (!(await confirm(`commit to subnet ${netuid} on ${network}, revealing in about ${revealBlocks} blocks?`, !!v.yes))) {
       out("cancelled; nothing was sent");
       return 1;
     }
     out(`sending set_commitment (timelocked for ${revealBlocks} blocks) and waiting for inclusion…`);
-    const receipt = await chain.setCommitment(key.pair, netuid, payload, { blocksUntilReveal: revealBlocks, blockTime });
+    const receipt = await chain.setCommitment(key.pair, netuid, payload, { blocksUntilReveal: revealBlocks, blockTime, clock: localClock });
+    if (Math.abs(receipt.clockOffsetSeconds) > CLOCK_NOTE_SECONDS + blockTime) {
+      out(`note: this machine's clock is ${receipt.clockOffsetSeconds > 0 ? "ahead of" : "behind"} the chain's by about ${duration(Math.abs(receipt.clockOffsetSeconds))} (block ${receipt.chainTimeBlock}'s timestamp); the reveal round was taken from chain time`);
+    }
     out(`✓ committed in block ${receipt.block}${receipt.recovered ? " (confirmed after a reconnect)" : ""}`);
     out(`  extrinsic      ${receipt.hash}`);
-    out(`  reveal round   ${receipt.revealRound} (drand)`);
+    out(`  reveal round   ${receipt.revealRound} (drand), ${Math.round(receipt.sealedSeconds)} s after block ${receipt.block}'s timestamp`);
     out(`  reveal block   ≈ ${receipt.estimatedRevealBlock}`);
+    // The transaction may have waited for a block longer than planned: check it as validators will.
+    const late = judgeRevealDelay(receipt.sealedSeconds, { revealBlocks, blockTime, maxRevealBlocks: Number.POSITIVE_INFINITY }, QUICKNET);
+    if (late) throw new UserError(`validators will reject this commitment (${late.reason}): it was ${late.message}; commit again`, late.reason);
     out("Keep the code at that URL unchanged until it is evaluated: validators check it against the committed hash.");
     return 0;
   } finally {

@@ -1,10 +1,15 @@
 // The miner CLI as a miner runs it: a subprocess, against code hosted on a real loopback HTTP server.
-// The chain-touching paths are in tests/chain.test.ts (they need the localnet).
+// Most chain-touching paths are in tests/chain.test.ts; the timelock round's clock is checked here.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
+import { ApiPromise, WsProvider } from "@polkadot/api";
+import { SUBTENSOR_SIGNED_EXTENSIONS } from "../core/chain/extensions.ts";
+import { createLogger } from "../core/log.ts";
+import { QUICKNET } from "../core/timelock/index.ts";
+import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
 
 const GOOD = "import torch\n\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    return None\n";
@@ -140,4 +145,44 @@ describe("submit before the chain", () => {
     expect(r.stderr).toMatch(/inner_steps/);
     expect(r.stdout).not.toContain("hotkey");
   }, 60_000);
+});
+
+describe("submit on a localnet: the timelock round comes from chain time, not this machine's clock", () => {
+  const BLOCK_MS = 250;
+  let net: Localnet;
+  let api: ApiPromise;
+
+  beforeAll(async () => {
+    net = await startLocalnet({ port: 0, blockMs: BLOCK_MS, netuid: 3, miners: 3, log: createLogger({ level: "error" }) });
+    api = await ApiPromise.create({ provider: new WsProvider(net.url), signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true });
+  }, 60_000);
+  afterAll(async () => {
+    await api?.disconnect();
+    await net?.stop();
+  }, 30_000);
+
+  // Issue 21 #2: at −1 h and +1 h the CLI exited 0 with "reveal block ≈ 20" both times, its rounds
+  // 2,400 apart; at −1 h the round was already past, so the commitment revealed at the next block.
+  for (const [offset, miner] of [[-3600, 0], [3600, 1]] as const) {
+    test(`a clock ${offset > 0 ? "+" : "−"}1 h off: the round still opens reveal_blocks × block_time after the commit block, and the CLI says the clock is off`, async () => {
+      const m = net.accounts.miners[miner]!;
+      const r = await runCli(
+        ["submit", `${base}/train.py`, "--allow-loopback", "--network", net.url, "--netuid", "3", "--reveal-blocks", "4", "--block-time", "3", "--yes"],
+        { CRUSADES_HOTKEY_URI: m.uri, CRUSADES_LOG_LEVEL: "warn", CRUSADES_CLOCK_OFFSET_SECONDS: String(offset) },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const block = Number(/committed in block (\d+)/.exec(r.stdout)?.[1]);
+      const round = Number(/reveal round\s+(\d+)/.exec(r.stdout)?.[1]);
+      const committedAt = Number(((await api.query.timestamp!.now!.at(await api.rpc.chain.getBlockHash(block))) as unknown as { toString(): string }).toString()) / 1000;
+      // Round R is published at genesis + (R − 1)·3 s: it must come 4 × 3 s after the commit block's
+      // time, no sooner than validators' slack allows and no later than the CLI's margin (one
+      // --block-time for the transaction's trip, one round of rounding).
+      const opensAfter = QUICKNET.genesisTime + (round - 1) * QUICKNET.period - committedAt;
+      expect(opensAfter).toBeGreaterThanOrEqual(12 - QUICKNET.period - 2 * 3);
+      expect(opensAfter).toBeLessThanOrEqual(12 + 3 + QUICKNET.period);
+      expect(r.stdout).toMatch(new RegExp(`this machine's clock is ${offset > 0 ? "ahead of" : "behind"} the chain's by about 1 h`));
+      expect(r.stdout).toContain("first commitment of those bytes wins");
+    }, 60_000);
+  }
 });

@@ -9,8 +9,8 @@ import { compactFromU8a, compactToU8a, u8aConcat, u8aToHex } from "@polkadot/uti
 import { encodeAddress } from "@polkadot/util-crypto";
 import { createLogger, type Logger } from "../log.ts";
 import { normalizeU16 } from "../scoring.ts";
-import { encrypt, roundAfterBlocks, type BeaconInfo } from "../timelock/index.ts";
-import { MAX_TIMELOCK_CIPHERTEXT_BYTES } from "../commitment.ts";
+import { encrypt, type BeaconInfo } from "../timelock/index.ts";
+import { MAX_TIMELOCK_CIPHERTEXT_BYTES, firstRoundFrom, roundPublishedAt } from "../commitment.ts";
 import { openConnection, type Connection } from "./connection.ts";
 import { ChainError } from "./errors.ts";
 import { assertSucceeded, submitTracked, type Inclusion } from "./extrinsic.ts";
@@ -59,6 +59,31 @@ export interface CommitmentReceipt {
   revealRound: bigint;
   estimatedRevealBlock: number;
   recovered: boolean;
+  /** Seconds from the commit block's timestamp to the reveal round's publication. */
+  sealedSeconds: number;
+  /** The local clock minus the chain's (the head's timestamp when the round was chosen), in seconds. */
+  clockOffsetSeconds: number;
+  /** The head whose timestamp the round was taken from. */
+  chainTimeBlock: number;
+}
+
+/** A timelocked commitment still sealed (`CommitmentOf` holds it). */
+export interface PendingCommitment {
+  hotkey: string;
+  block: number;
+  /** The earliest drand round among its timelocked fields. */
+  revealRound: bigint;
+}
+
+/** Where a revealed commitment came from, as the chain recorded it. */
+export interface CommitOrigin {
+  commitBlock: number;
+  /** Timestamp.Now of the commit block, ms. */
+  commitTimeMs: number;
+  /** The drand round it was timelocked to; null when the node no longer holds the state that said. */
+  revealRound: bigint | null;
+  /** Timestamp.Now of the reveal block, ms. */
+  revealTimeMs: number;
 }
 
 export type WeightsOutcome =
@@ -116,6 +141,17 @@ export function weightsCommitPayload(registry: Registry, hotkey: Uint8Array, uid
   return registry.createType("(Bytes, Vec<u16>, Vec<u16>, u64)", [u8aToHex(hotkey), uids, values, versionKey]).toU8a();
 }
 
+/** The earliest drand round among a registration's timelocked fields; null when it has none. */
+function earliestRound(reg: RegistrationCodec): bigint | null {
+  let round: bigint | null = null;
+  for (const field of reg.info.fields) {
+    if (!field.isTimelockEncrypted) continue;
+    const r = field.asTimelockEncrypted.revealRound.toBigInt();
+    if (round === null || r < round) round = r;
+  }
+  return round;
+}
+
 export async function connectChain(opts: ChainOptions) {
   const log = opts.log ?? createLogger();
   const url = resolveEndpoint(opts.network);
@@ -136,6 +172,7 @@ export async function connectChain(opts: ChainOptions) {
     };
     return Object.assign((...args: unknown[]) => read(() => entry(...args)), {
       entries: (...args: unknown[]) => read(() => entry.entries(...args)),
+      at: (hash: string, ...args: unknown[]) => read(() => entry.at(hash, ...args)),
     });
   };
   const call = (pallet: string, method: string): SubmittableExtrinsicFunction<"promise"> => {
@@ -154,6 +191,34 @@ export async function connectChain(opts: ChainOptions) {
     async currentBlock(): Promise<number> {
       await conn.whenConnected();
       return (await api.rpc.chain.getHeader()).number.toNumber();
+    },
+
+    /** The head's number and its Timestamp.Now (ms): the chain's clock. */
+    async chainTime(): Promise<{ block: number; ms: number }> {
+      await conn.whenConnected();
+      const head = await api.rpc.chain.getHeader();
+      const now = (await storage("timestamp", "now").at(head.hash.toHex())) as u64;
+      return { block: head.number.toNumber(), ms: now.toNumber() };
+    },
+
+    /**
+     * Timestamp.Now of block `n`, ms: from its state, or, where a pruning node no longer holds that, from
+     * the block's own `timestamp.set` inherent (block bodies are kept).
+     */
+    async blockTimestamp(n: number): Promise<number> {
+      await conn.whenConnected();
+      const hash = (await api.rpc.chain.getBlockHash(n)).toHex();
+      try {
+        const ms = ((await storage("timestamp", "now").at(hash)) as u64).toNumber();
+        if (ms > 0) return ms;
+      } catch (e) {
+        if ((e as ChainError).code === "disconnected") throw e;
+      }
+      const block = await api.rpc.chain.getBlock(hash);
+      for (const ex of block.block.extrinsics) {
+        if (ex.method.section === "timestamp" && ex.method.method === "set") return Number(ex.method.args[0]!.toString());
+      }
+      throw new ChainError(`block ${n} has no timestamp.set inherent`, "invalid");
     },
 
     async uidOf(netuid: number, hotkey: string): Promise<number | null> {
@@ -187,6 +252,47 @@ export async function connectChain(opts: ChainOptions) {
         }
       }
       return out;
+    },
+
+    /** Every timelocked commitment on `netuid` still sealed, with its commit block and round. */
+    async pendingCommitments(netuid: number): Promise<PendingCommitment[]> {
+      const out: PendingCommitment[] = [];
+      for (const [key, value] of await storage("commitments", "commitmentOf").entries(netuid)) {
+        const reg = (value as unknown as Option<RegistrationCodec & Codec>).unwrapOr(null);
+        const round = reg && earliestRound(reg);
+        if (reg && round !== null) out.push({ hotkey: ss58(key.args[1]!.toU8a()), block: reg.block.toNumber(), revealRound: round });
+      }
+      return out;
+    },
+
+    /**
+     * The commit block and round of what `hotkey` revealed at `revealBlock`: its registration as it stood
+     * in the block before (the reveal removes it); where the node has pruned that state, the hotkey's
+     * LastCommitment when it precedes the reveal (a later commit replaces a sealed one, so the last one
+     * before a reveal is what revealed), with the round unknown. Null when neither says.
+     */
+    async commitOrigin(netuid: number, hotkey: string, revealBlock: number): Promise<CommitOrigin | null> {
+      if (!Number.isInteger(revealBlock) || revealBlock < 1) return null;
+      await conn.whenConnected();
+      const before = (await api.rpc.chain.getBlockHash(revealBlock - 1)).toHex();
+      let commitBlock: number | null = null;
+      let revealRound: bigint | null = null;
+      let pruned = false;
+      try {
+        const reg = ((await storage("commitments", "commitmentOf").at(before, netuid, hotkey)) as unknown as Option<RegistrationCodec & Codec>).unwrapOr(null);
+        revealRound = reg && earliestRound(reg);
+        if (reg && revealRound !== null) commitBlock = reg.block.toNumber();
+      } catch (e) {
+        if ((e as ChainError).code === "disconnected") throw e;
+        pruned = true;
+      }
+      if (pruned) {
+        const last = ((await storage("commitments", "lastCommitment")(netuid, hotkey)) as Option<u32>).unwrapOr(null);
+        if (last && last.toNumber() < revealBlock) commitBlock = last.toNumber();
+      }
+      if (commitBlock === null || commitBlock >= revealBlock) return null;
+      const [commitTimeMs, revealTimeMs] = await Promise.all([client.blockTimestamp(commitBlock), client.blockTimestamp(revealBlock)]);
+      return { commitBlock, commitTimeMs, revealRound, revealTimeMs };
     },
 
     /**
@@ -268,11 +374,15 @@ export async function connectChain(opts: ChainOptions) {
       signer: KeyringPair,
       netuid: number,
       data: string,
-      opts: { blocksUntilReveal: number; blockTime: number; timeoutMs?: number },
+      opts: { blocksUntilReveal: number; blockTime: number; timeoutMs?: number; clock?: () => number },
     ): Promise<CommitmentReceipt> {
-      const beacon = await client.drandBeaconConfig();
-      const now = Date.now() / 1000;
-      const revealRound = roundAfterBlocks(opts.blocksUntilReveal, opts.blockTime, now, beacon);
+      const [beacon, head] = await Promise.all([client.drandBeaconConfig(), client.chainTime()]);
+      const clockOffsetSeconds = ((opts.clock ?? Date.now)() - head.ms) / 1000;
+      // Chain time, never the local clock: validators measure the delay from the commit block's
+      // timestamp. The transaction lands about a block after the head; the round opens the full delay
+      // after that.
+      const sealFrom = head.ms / 1000 + opts.blockTime;
+      const revealRound = firstRoundFrom(sealFrom + opts.blocksUntilReveal * opts.blockTime, beacon);
       const encrypted = encrypt(encodeScaleText(data), revealRound, beacon.publicKey);
       if (encrypted.length > MAX_TIMELOCK_CIPHERTEXT_BYTES) {
         throw new ChainError(
@@ -286,16 +396,17 @@ export async function connectChain(opts: ChainOptions) {
       });
       const inc = await submitTracked(conn, tx, signer, { log, label: "set_commitment", timeoutMs: opts.timeoutMs });
       assertSucceeded(api, inc, "set_commitment");
-      // The round is published at genesis + (round − 1)·period; the chain ingests the pulse in the next
-      // block and reveals in the one after.
-      const publishAt = beacon.genesisTime + Number(revealRound - 1n) * beacon.period;
-      const blocksToPublish = Math.max(0, Math.ceil((publishAt - Date.now() / 1000) / opts.blockTime));
+      // The chain ingests the round's pulse in the block after its publication and reveals in the next.
+      const sealedSeconds = roundPublishedAt(revealRound, beacon) - (await client.blockTimestamp(inc.block)) / 1000;
       return {
         block: inc.block,
         hash: inc.hash,
         revealRound,
-        estimatedRevealBlock: inc.block + blocksToPublish + 2,
+        estimatedRevealBlock: inc.block + Math.max(0, Math.ceil(sealedSeconds / opts.blockTime)) + 2,
         recovered: inc.recovered,
+        sealedSeconds,
+        clockOffsetSeconds,
+        chainTimeBlock: head.block,
       };
     },
 
