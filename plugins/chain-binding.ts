@@ -7,7 +7,21 @@ import type { ChainClient } from "../core/chain/index.ts";
 import type { HParams } from "../core/hparams.ts";
 
 /** The part of the chain client the plugins use: small enough to stub in unit tests. */
-export type ChainPort = Pick<ChainClient, "currentBlock" | "uidOf" | "revealedCommitments" | "droppedCommitments" | "lastUpdate" | "weights" | "commitRevealEnabled" | "setWeights">;
+export type ChainPort = Pick<
+  ChainClient,
+  | "currentBlock"
+  | "uidOf"
+  | "revealedCommitments"
+  | "pendingCommitments"
+  | "commitOrigin"
+  | "blockTimestamp"
+  | "drandBeaconConfig"
+  | "droppedCommitments"
+  | "lastUpdate"
+  | "weights"
+  | "commitRevealEnabled"
+  | "setWeights"
+>;
 
 export interface ChainBinding {
   chain: ChainPort;

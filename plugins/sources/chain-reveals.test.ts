@@ -1,7 +1,12 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { KeyringPair } from "@polkadot/keyring/types";
-import type { DroppedCommitment, RevealedCommitment } from "../../core/chain/index.ts";
-import { buildCommitment, codeHash } from "../../core/commitment.ts";
+import { hexToU8a, u8aToHex } from "@polkadot/util";
+import { connectChain, encodeScaleText, type ChainClient, type CommitOrigin, type DroppedCommitment, type PendingCommitment, type RevealedCommitment } from "../../core/chain/index.ts";
+import { pairFromUri } from "../../core/chain/wallet.ts";
+import { buildCommitment, codeHash, firstRoundFrom } from "../../core/commitment.ts";
+import { createLogger } from "../../core/log.ts";
+import { encrypt, QUICKNET } from "../../core/timelock/index.ts";
+import { startLocalnet, type Localnet } from "../../local_test/localnet/localnet.ts";
 import type { Submission } from "../../core/contracts.ts";
 import { loadHParams } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
@@ -13,12 +18,33 @@ const hparams = { ...loadHParams(), netuid: 3, min_blocks_between_commits: 100 }
 const code = (n: number) => `# version ${n}\ndef inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n`;
 const commit = (n: number, url: string) => buildCommitment(code(n), url);
 
-function stubChain(reveals: RevealedCommitment[], registered: Record<string, number>, dropped: DroppedCommitment[] = []): ChainPort {
+/** Block n's timestamp in the stubs: a 12 s chain. */
+const stubTime = (block: number) => 1_750_000_000_000 + block * hparams.block_time * 1000;
+
+/**
+ * A chain where, unless `origins` says otherwise, each reveal was committed `reveal_blocks` earlier with
+ * exactly the required delay, and nothing is still sealed unless `pending` says so.
+ */
+function stubChain(
+  reveals: RevealedCommitment[],
+  registered: Record<string, number>,
+  dropped: DroppedCommitment[] = [],
+  more: { origins?: Record<string, CommitOrigin | null>; pending?: PendingCommitment[] } = {},
+): ChainPort {
   const unused = () => {
     throw new Error("not used by the source");
   };
   return {
     revealedCommitments: async (netuid: number) => (netuid === 3 ? reveals.map((r) => ({ ...r })) : []),
+    pendingCommitments: async (netuid: number) => (netuid === 3 ? (more.pending ?? []).map((p) => ({ ...p })) : []),
+    commitOrigin: async (_netuid: number, hotkey: string, block: number) => {
+      const key = `${hotkey}@${block}`;
+      if (more.origins && key in more.origins) return more.origins[key]!;
+      const commitBlock = block - hparams.reveal_blocks;
+      return { commitBlock, commitTimeMs: stubTime(commitBlock), revealRound: null, revealTimeMs: stubTime(block) };
+    },
+    blockTimestamp: async (block: number) => stubTime(block),
+    drandBeaconConfig: async () => QUICKNET,
     uidOf: async (_netuid: number, hotkey: string) => registered[hotkey] ?? null,
     droppedCommitments: async (netuid: number) => (netuid === 3 ? dropped.map((d) => ({ ...d })) : []),
     currentBlock: unused,
@@ -44,9 +70,13 @@ function context() {
   return { ctx, stored, rejections, take: (subs: Submission[]) => subs.forEach((s) => stored.add(s.id)) };
 }
 
-function source(reveals: RevealedCommitment[], registered: Record<string, number> = { alice: 4, bob: 5, carol: 6 }) {
+function source(
+  reveals: RevealedCommitment[],
+  registered: Record<string, number> = { alice: 4, bob: 5, carol: 6 },
+  more: Parameters<typeof stubChain>[3] = {},
+) {
   const s = chainReveals();
-  s.bindChain({ chain: stubChain(reveals, registered), netuid: 3, hparams, signer: {} as KeyringPair, uid: 2 });
+  s.bindChain({ chain: stubChain(reveals, registered, [], more), netuid: 3, hparams, signer: {} as KeyringPair, uid: 2 });
   return s;
 }
 
@@ -83,7 +113,7 @@ describe("chain-reveals", () => {
     expect(rejections[0]!.raw).toBe("not a commitment");
   });
 
-  test("first committer of a URL or a code hash wins, by reveal block", async () => {
+  test("first committer of a URL or a code hash wins", async () => {
     const { ctx, rejections } = context();
     const subs = await source([
       // Listed out of order on purpose: the rules follow reveal blocks, not storage order.
@@ -170,6 +200,51 @@ describe("chain-reveals", () => {
     expect(rejections[0]!.detail).toContain("drand round 123");
   });
 
+  test("a reveal waits while an earlier commitment is still sealed, unless that one's timelock is over the maximum", async () => {
+    const reveals: RevealedCommitment[] = [{ hotkey: "bob", block: 200, data: commit(1, "https://code.example/b.py") }];
+    const sealedFor = (block: number, seconds: number) => ({ hotkey: "carol", block, revealRound: firstRoundFrom(stubTime(block) / 1000 + seconds, QUICKNET) });
+    // Bob committed at block 200 − reveal_blocks = 100; carol, still sealed, at block 90.
+    const held = context();
+    expect(await source(reveals, undefined, { pending: [sealedFor(90, 1200)] }).poll(held.ctx)).toEqual([]);
+    expect(held.rejections).toEqual([]);
+    // A sealed commitment made after bob's holds nothing back.
+    const later = context();
+    expect((await source(reveals, undefined, { pending: [sealedFor(150, 1200)] }).poll(later.ctx)).map((s) => s.id)).toEqual(["chain:3:200:bob"]);
+    // Nor does one timelocked past the maximum (4 × reveal_blocks): it is rejected when it opens.
+    const tooLong = context();
+    expect((await source(reveals, undefined, { pending: [sealedFor(90, 4 * 1200 + 600)] }).poll(tooLong.ctx)).map((s) => s.id)).toEqual(["chain:3:200:bob"]);
+  });
+
+  test("a timelock too short or too long for its commit block is rejected with the delay; one whose commit block is unknown too", async () => {
+    const { ctx, rejections } = context();
+    const subs = await source(
+      [
+        { hotkey: "alice", block: 50, data: commit(1, "https://code.example/a.py") },
+        { hotkey: "bob", block: 60, data: commit(2, "https://code.example/b.py") },
+        { hotkey: "carol", block: 2000, data: commit(3, "https://code.example/c.py") },
+      ],
+      undefined,
+      {
+        origins: {
+          // The node pruned the state: only the timestamps of the commit and reveal blocks are known.
+          "alice@50": { commitBlock: 45, commitTimeMs: stubTime(45), revealRound: null, revealTimeMs: stubTime(50) },
+          "bob@60": null,
+          "carol@2000": { commitBlock: 10, commitTimeMs: stubTime(10), revealRound: firstRoundFrom(stubTime(2000) / 1000, QUICKNET), revealTimeMs: stubTime(2000) },
+        },
+      },
+    ).poll(ctx);
+    expect(subs).toEqual([]);
+    expect(rejections.map((r) => [r.hotkey, r.reason])).toEqual([
+      ["alice", "reveal_too_soon"],
+      ["bob", "commit_unknown"],
+      ["carol", "reveal_too_late"],
+    ]);
+    expect(rejections[0]!.detail).toContain("timelocked to open 60 s after its commit block");
+    expect(rejections[0]!.detail).toContain("100 × 12 s = 1200 s");
+    expect(rejections[1]!.detail).toContain("archive node");
+    expect(rejections[2]!.detail).toMatch(/committed at block 10 to drand round \d+/);
+  });
+
   test("an unbound source fails with a message saying what to do", async () => {
     const { ctx } = context();
     await expect(chainReveals().poll(ctx)).rejects.toThrow(/not bound to a chain/);
@@ -179,4 +254,90 @@ describe("chain-reveals", () => {
     expect(() => chainReveals({ minBlocksBetweenCommits: -1 } as never)).toThrow(/source "chain-reveals": options.minBlocksBetweenCommits/);
     expect(() => chainReveals({ netuid: 3 } as never)).toThrow(/chain-reveals/);
   });
+});
+
+describe("chain-reveals on a localnet: priority by commit block", () => {
+  // Blocks are sealed by hand on a clock the test drives (12 s per block), so a 20-block timelock
+  // takes milliseconds. The source reads the chain through the real client over a websocket.
+  const BLOCK_S = 12;
+  const rule = { ...loadHParams(), netuid: 3, reveal_blocks: 20, block_time: BLOCK_S, min_blocks_between_commits: 0 };
+  let net: Localnet;
+  let chain: ChainClient;
+  let t0: number;
+  const timeOf = (block: number) => t0 + block * BLOCK_S * 1000;
+
+  beforeAll(async () => {
+    net = await startLocalnet({ port: 0, blockMs: 0, netuid: 3, miners: 4, log: createLogger({ level: "error" }) });
+    t0 = Date.now();
+    chain = await connectChain({ network: net.url, log: createLogger({ level: "error" }), timeoutMs: 10_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await chain?.close();
+    await net?.stop();
+  }, 30_000);
+
+  const sealUntil = (block: number) => {
+    while (net.block() < block) net.chain.produceBlock(timeOf(net.block() + 1));
+  };
+
+  /** Commits `text` from miner `i` in the next block, timelocked `delayBlocks` blocks of chain time. */
+  async function commitAt(block: number, i: number, text: string, delayBlocks: number) {
+    sealUntil(block - 1);
+    const pair = await pairFromUri(net.accounts.miners[i]!.uri);
+    const round = firstRoundFrom(timeOf(block) / 1000 + delayBlocks * BLOCK_S, QUICKNET);
+    const encrypted = encrypt(encodeScaleText(text), round, hexToU8a(net.beacon.publicKey));
+    const tx = chain.api.tx.commitments!.setCommitment!(3, { fields: [{ TimelockEncrypted: { encrypted: u8aToHex(encrypted), reveal_round: round } }] });
+    await chain.api.rpc.author.submitExtrinsic(await tx.signAsync(pair));
+    sealUntil(block);
+    return { hotkey: pair.address, round };
+  }
+
+  async function revealBlockOf(hotkey: string, after: number) {
+    for (let n = net.block(); n < after + 200; n++) {
+      const r = (await chain.revealedCommitments(3)).find((c) => c.hotkey === hotkey && c.block > after);
+      if (r) return r.block;
+      sealUntil(n + 1);
+    }
+    throw new Error(`${hotkey} never revealed`);
+  }
+
+  test("a copy committed later with a shorter timelock is rejected; the original scores (issue 21 #1)", async () => {
+    const s = chainReveals();
+    s.bindChain({ chain, netuid: 3, hparams: rule, signer: {} as KeyringPair, uid: 2 });
+    const { ctx, take, rejections } = context();
+    // A commits at block 2 with a 20-block timelock; B copies the public file, hosts it elsewhere and
+    // commits at block 8 with a 2-block timelock, so it reveals first.
+    const a = await commitAt(2, 0, commit(1, "https://gist.example/a/train.py"), 20);
+    const b = await commitAt(8, 1, commit(1, "https://copies.example/train.py"), 2);
+    const bRevealed = await revealBlockOf(b.hotkey, 8);
+    expect(bRevealed).toBeLessThan(15);
+    take(await s.poll(ctx));
+    const aRevealed = await revealBlockOf(a.hotkey, 2);
+    const subs = await s.poll(ctx);
+    expect(subs.map((x) => x.hotkey)).toEqual([a.hotkey]);
+    expect(subs[0]!.id).toBe(`chain:3:${aRevealed}:${a.hotkey}`);
+    expect(rejections.map((r) => [r.hotkey, r.reason])).toEqual([[b.hotkey, "reveal_too_soon"]]);
+    expect(rejections[0]!.detail).toContain("20 × 12 s = 240 s");
+  }, 60_000);
+
+  test("a copy with a full timelock that reveals first waits for the earlier commitment, then loses to it", async () => {
+    const s = chainReveals();
+    s.bindChain({ chain, netuid: 3, hparams: rule, signer: {} as KeyringPair, uid: 2 });
+    const { ctx, take, rejections } = context();
+    take(await s.poll(ctx)); // what the test before left on the chain
+    rejections.length = 0;
+    const start = net.block() + 1;
+    // C commits first with a 30-block timelock; D copies three blocks later with the minimum 20.
+    const c = await commitAt(start, 2, commit(2, "https://gist.example/c/train.py"), 30);
+    const d = await commitAt(start + 3, 3, commit(2, "https://copies.example/c.py"), 20);
+    await revealBlockOf(d.hotkey, start + 3);
+    expect(await s.poll(ctx)).toEqual([]);
+    expect(rejections).toEqual([]);
+    await revealBlockOf(c.hotkey, start);
+    const subs = await s.poll(ctx);
+    take(subs);
+    expect(subs.map((x) => x.hotkey)).toEqual([c.hotkey]);
+    expect(rejections.map((r) => [r.hotkey, r.reason])).toEqual([[d.hotkey, "code_taken"]]);
+    expect(rejections[0]!.detail).toContain(`first committed by ${c.hotkey} at block ${start}`);
+  }, 60_000);
 });

@@ -1,16 +1,22 @@
 // Source: miners' timelocked commitments once the chain has revealed them (Commitments.RevealedCommitments).
-// Rules, applied in reveal order (block, then hotkey):
+// Rules:
 //   - a payload that does not parse (malformed, oversize, not an http(s) URL) is rejected with its reason;
 //   - a hotkey not registered on the subnet is rejected;
-//   - first committer wins: a URL or code hash first revealed by another hotkey is rejected, even when
-//     that first commitment was itself rate-limited (otherwise a copier could take it over);
+//   - the commit block and drand round come from the chain (the registration in the block before the
+//     reveal); a timelock opening sooner than `reveal_blocks × block_time` after the commit block's
+//     timestamp is rejected (reveal_too_soon), and one longer than `maxRevealBlocks` too (reveal_too_late);
+//   - first committer wins, by commit block (then hotkey): a URL or code hash committed earlier by another
+//     hotkey is rejected, even when that first commitment was itself rate-limited (otherwise a copier
+//     could take it over). A revealed commitment waits while an earlier one is still sealed, so a copy
+//     that reveals first cannot take the original's code;
 //   - the same hotkey re-committing code it already had accepted is rejected as already submitted;
 //   - one accepted submission per hotkey per `min_blocks_between_commits`, by reveal block.
 // Decisions are remembered in plugin state keyed by submission id, so re-reading the same reveals (every
 // poll, or after a kill before the store took the submissions) yields the same answer and no duplicates.
 import { z } from "zod";
+import type { CommitOrigin } from "../../core/chain/index.ts";
 import type { Submission } from "../../core/contracts.ts";
-import { parseCommitment } from "../../core/commitment.ts";
+import { judgeRevealDelay, parseCommitment, roundPublishedAt, type Commitment, type RevealRule } from "../../core/commitment.ts";
 import { defineSource, type Factory, type Source, type SourceContext } from "../../core/plugin.ts";
 import { normalizeCodeUrl } from "../../core/urls.ts";
 import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-binding.ts";
@@ -18,15 +24,35 @@ import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-bindin
 export const ChainRevealsOptions = z
   .object({
     minBlocksBetweenCommits: z.number().int().nonnegative().optional().describe("Overrides hparams `min_blocks_between_commits` (one accepted submission per hotkey per this many blocks)."),
+    maxRevealBlocks: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("Longest accepted timelock, in blocks (default 4 × hparams `reveal_blocks`). A revealed commitment waits for every earlier one still sealed, so this bounds that wait."),
   })
   .strict();
 
 interface Claim {
   hotkey: string;
   id: string;
+  /** The commit block (reveal block in claims made before priority went by commit block). */
   block: number;
   accepted: boolean;
 }
+
+interface Candidate {
+  id: string;
+  hotkey: string;
+  revealBlock: number;
+  commitBlock: number;
+  uid: number;
+  commitment: Commitment;
+  data: string;
+}
+
+/** Commit order: block, then hotkey (the chain gives no cheaper order within a block). */
+const before = (a: { block: number; hotkey: string }, b: { block: number; hotkey: string }) => a.block < b.block || (a.block === b.block && a.hotkey < b.hotkey);
 
 interface RevealState {
   urls: Record<string, Claim>;
@@ -41,12 +67,22 @@ export const submissionId = (netuid: number, block: number, hotkey: string) => `
 
 const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
   const slot = bindingSlot("source chain-reveals");
+  // What the chain said about reveals still waiting and about sealed commitments' blocks: fixed facts,
+  // so asked once; entries go once their reveal is decided or their commitment is no longer sealed.
+  const origins = new Map<string, CommitOrigin>();
+  const blockTimes = new Map<number, number>();
 
   async function poll(ctx: SourceContext): Promise<Submission[]> {
     const { chain, netuid, hparams, genesisHash } = slot.get();
     const minBlocks = opts.minBlocksBetweenCommits ?? hparams.min_blocks_between_commits;
+    const rule: RevealRule = { revealBlocks: hparams.reveal_blocks, maxRevealBlocks: opts.maxRevealBlocks ?? 4 * hparams.reveal_blocks, blockTime: hparams.block_time };
+    // Sealed commitments first: one that reveals between the two reads is seen in both (and holds the
+    // others back one poll longer), never in neither.
+    const pending = await chain.pendingCommitments(netuid);
     const reveals = await chain.revealedCommitments(netuid);
     reveals.sort((a, b) => a.block - b.block || (a.hotkey < b.hotkey ? -1 : a.hotkey > b.hotkey ? 1 : 0));
+    let beacon: Awaited<ReturnType<typeof chain.drandBeaconConfig>> | null = null;
+    const beaconClock = async () => (beacon ??= await chain.drandBeaconConfig());
     // Claims and rate limits hold on one chain: keyed by its genesis hash, a reset chain or another
     // network starts clean. The unkeyed entry is what a store written before the keying holds.
     const key = genesisHash ? `decisions:${genesisHash}` : "decisions";
@@ -54,12 +90,13 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
     const out: Submission[] = [];
     const uids = new Map<string, number | null>();
     let changed = false;
+    const candidates: Candidate[] = [];
 
     for (const r of reveals) {
       const id = submissionId(netuid, r.block, r.hotkey);
       if (st.rejected[id] || ctx.known(id)) continue;
-      changed = true;
       const reject = (reason: string, detail: string) => {
+        changed = true;
         st.rejected[id] = true;
         ctx.reject({ hotkey: r.hotkey, reason, detail, raw: r.data, block: r.block });
       };
@@ -76,16 +113,64 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
         continue;
       }
 
-      const { url, codeHash } = parsed.commitment;
+      const origin = origins.get(id) ?? (await chain.commitOrigin(netuid, r.hotkey, r.block));
+      if (!origin) {
+        reject(
+          "commit_unknown",
+          `the node no longer holds the state that says when this commitment (revealed at block ${r.block}) was made, so its priority cannot be judged; a validator offline for longer than its node keeps state needs an archive node`,
+        );
+        continue;
+      }
+      const clock = await beaconClock();
+      const sealed = origin.revealRound !== null ? roundPublishedAt(origin.revealRound, clock) - origin.commitTimeMs / 1000 : (origin.revealTimeMs - origin.commitTimeMs) / 1000;
+      const bad = judgeRevealDelay(sealed, rule, clock);
+      if (bad) {
+        origins.delete(id);
+        reject(bad.reason, `committed at block ${origin.commitBlock}${origin.revealRound !== null ? ` to drand round ${origin.revealRound}` : ""}, ${bad.message}`);
+        continue;
+      }
+      origins.set(id, origin);
+      candidates.push({ id, hotkey: r.hotkey, revealBlock: r.block, commitBlock: origin.commitBlock, uid, commitment: parsed.commitment, data: r.data });
+    }
+
+    // The earliest commitment still sealed that will be accepted when it opens: nothing committed at or
+    // after it is decided before it reveals, as it may carry the same code.
+    let hold: { block: number; hotkey: string } | null = null;
+    const sealedBlocks = new Set<number>();
+    for (const p of pending) {
+      sealedBlocks.add(p.block);
+      if (hold && !before(p, hold)) continue;
+      const clock = await beaconClock();
+      const at = blockTimes.get(p.block) ?? (await chain.blockTimestamp(p.block));
+      blockTimes.set(p.block, at);
+      if (!judgeRevealDelay(roundPublishedAt(p.revealRound, clock) - at / 1000, rule, clock)) hold = p;
+    }
+    for (const b of blockTimes.keys()) if (!sealedBlocks.has(b)) blockTimes.delete(b);
+
+    candidates.sort((a, b) => a.commitBlock - b.commitBlock || (a.hotkey < b.hotkey ? -1 : a.hotkey > b.hotkey ? 1 : 0) || a.revealBlock - b.revealBlock);
+    for (const c of candidates) {
+      if (hold && !before({ block: c.commitBlock, hotkey: c.hotkey }, hold)) {
+        ctx.log.debug(`${c.id} waits: ${hold.hotkey} committed at block ${hold.block} and has not revealed yet`);
+        break;
+      }
+      const { id } = c;
+      const r = { hotkey: c.hotkey, block: c.revealBlock };
+      origins.delete(id);
+      changed = true;
+      const reject = (reason: string, detail: string) => {
+        st.rejected[id] = true;
+        ctx.reject({ hotkey: r.hotkey, reason, detail, raw: c.data, block: r.block });
+      };
+      const { url, codeHash } = c.commitment;
       const urlKey = normalizeCodeUrl(url);
       const urlOwner = st.urls[urlKey];
       const hashOwner = codeHash ? st.hashes[codeHash] : undefined;
       if (urlOwner && urlOwner.hotkey !== r.hotkey) {
-        reject("url_taken", `${url} was first committed by ${urlOwner.hotkey} (revealed at block ${urlOwner.block}); first committer wins`);
+        reject("url_taken", `${url} was first committed by ${urlOwner.hotkey} at block ${urlOwner.block}; the first commitment wins (this one: block ${c.commitBlock})`);
         continue;
       }
       if (hashOwner && hashOwner.hotkey !== r.hotkey) {
-        reject("code_taken", `code ${codeHash} was first committed by ${hashOwner.hotkey} (revealed at block ${hashOwner.block}); first committer wins`);
+        reject("code_taken", `code ${codeHash} was first committed by ${hashOwner.hotkey} at block ${hashOwner.block}; the first commitment of those bytes wins wherever they are hosted (this one: block ${c.commitBlock})`);
         continue;
       }
       // With a hash, the same URL may serve new code; without one (legacy JSON) the URL is all we know.
@@ -98,7 +183,7 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
       const last = st.lastAccepted[r.hotkey];
       const accepted = !(last && last.id !== id && r.block - last.block < minBlocks);
       // A rate-limited commitment still claims its URL and hash for this hotkey, unless an accepted one holds them.
-      const claim: Claim = { hotkey: r.hotkey, id, block: r.block, accepted };
+      const claim: Claim = { hotkey: r.hotkey, id, block: c.commitBlock, accepted };
       if (accepted || !urlOwner?.accepted) st.urls[urlKey] = claim;
       if (codeHash && (accepted || !hashOwner?.accepted)) st.hashes[codeHash] = claim;
       if (!accepted) {
@@ -106,7 +191,7 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
         continue;
       }
       st.lastAccepted[r.hotkey] = { block: r.block, id };
-      out.push({ id, hotkey: r.hotkey, uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, source: "chain-reveals" });
+      out.push({ id, hotkey: r.hotkey, uid: c.uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, source: "chain-reveals" });
     }
     // A localnet names the timelocked commitments it dropped at the reveal (a real chain drops them
     // silently and names none): each is a rejection, so the miner sees why it never arrived.
