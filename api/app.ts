@@ -8,7 +8,7 @@ import { openapi } from "@elysiajs/openapi";
 import type { HParams } from "../core/hparams.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { migrations } from "../core/storage/migrations.ts";
-import { openDatabase, sqliteErrorCode, type Database } from "../core/storage/sqlite.ts";
+import { openDatabase, sqliteErrorCode, StoreFailure, type Database } from "../core/storage/sqlite.ts";
 import type { Store } from "../core/storage/store.ts";
 import { UserError } from "../core/errors.ts";
 import { corsHeaders, gzipBody, keyMatches, preflight, withVary, type CorsPolicy } from "./http.ts";
@@ -241,6 +241,10 @@ export async function createApp(opts: AppOptions) {
         return err("bad_request", "the request could not be parsed");
       }
       const path = pathOf(request);
+      if (error instanceof StoreFailure) {
+        set.status = 503;
+        return err("store_unavailable", `the validator's store cannot be read: ${error.message.replaceAll(db.path, "the store")}`);
+      }
       if (STORE_STATE_CODES.has(sqliteErrorCode(error) ?? -1)) {
         // The next /health looks at the file again instead of repeating an old "ok".
         integrity.checkedAt = Number.NEGATIVE_INFINITY;
@@ -267,6 +271,8 @@ export async function createApp(opts: AppOptions) {
     .get(
       "/health",
       async ({ status }) => {
+        const lost = db.lost();
+        if (lost) return status(503, err("store_unavailable", `the validator's store cannot be read: ${lost.replaceAll(db.path, "the store")}; restart the API on the validator's store`));
         const now = Date.now();
         if (now - integrity.checkedAt >= checkEvery) {
           integrity.problem = await probeStore(db.path);
@@ -291,6 +297,9 @@ export async function createApp(opts: AppOptions) {
           if (opts.apiKey && !keyMatches(opts.apiKey, request.headers.get("x-api-key"))) {
             throw new MissingKey();
           }
+          // SQLite goes on reading a deleted or replaced file: what it shows would be stale for good.
+          const lost = db.lost();
+          if (lost) throw new StoreFailure(`${lost}; restart the API on the validator's store`);
         },
       },
       (g) =>

@@ -75,7 +75,7 @@ describe("pipeline", () => {
     await p.runUntilIdle();
 
     expect(store.submission("a")).toMatchObject({ state: "published", score: 1001 });
-    expect(store.submission("c")).toMatchObject({ state: "published", error_code: "no_successful_runs", score: null });
+    expect(store.submission("c")).toMatchObject({ state: "published", error_code: "disqualified", score: null });
     expect(store.leaderboard(hparams.leader_threshold).map((e) => e.id)).toEqual(["d", "b", "a"]);
     expect(store.runs("a").map((r) => [r.state, r.attempts])).toEqual([["done", 1], ["done", 1], ["done", 1]]);
     const scoreEvents = events.filter((e) => e.payload.kind === "score").map((e) => e.id);
@@ -136,6 +136,40 @@ describe("pipeline", () => {
     const p = createPipeline({ store, hparams, profile: "tiny", sources: [scripted([sub("f", 1)])], executor: fakeExecutor(), sinks: [], log: memoryLogger(), fetchCode: hosting(files) });
     await p.runUntilIdle();
     expect(store.submission("f")).toMatchObject({ successful_runs: 2, score: (501 + 502) / 2 });
+  });
+
+  test("one run that fails verification disqualifies a submission whose other runs verified", async () => {
+    const sly = defineExecutor("sly", z.object({}), () => ({
+      evaluate: async (req) =>
+        req.run_index === 1
+          ? failedResult(req, "optimizer_mismatch", "exp_avg_rel_global 0.12 > bound 0.05")
+          : { ...failedResult(req, "crash", ""), success: true, error: null, tps: 1000 },
+    }));
+    const p = createPipeline({ store, hparams, profile: "tiny", sources: [scripted([sub("a", 1)])], executor: sly(), sinks: [], log: memoryLogger(), fetchCode: hosting({ "https://code.example/a.py": program("a", 1) }) });
+    await p.runUntilIdle();
+    expect(store.submission("a")).toMatchObject({ state: "published", error_code: "disqualified", score: null, successful_runs: 2 });
+    expect(store.submission("a")!.error_message).toStartWith("run 2 of 3 failed verification (optimizer_mismatch): exp_avg_rel_global 0.12 > bound 0.05.");
+    expect(store.leader(hparams.leader_threshold)).toBeNull();
+  });
+
+  test("harness_error is ours: said loudly and run once more; a second one counts as an unsuccessful run", async () => {
+    const calls: number[] = [];
+    const shaky = defineExecutor("shaky", z.object({}), () => ({
+      evaluate: async (req) => {
+        calls.push(req.run_index);
+        // Run 0 fails in the harness once, run 1 every time; run 2 is fine.
+        const failsNow = (req.run_index === 0 && calls.filter((i) => i === 0).length === 1) || req.run_index === 1;
+        return failsNow ? failedResult(req, "harness_error", "reference run died") : { ...failedResult(req, "crash", ""), success: true, error: null, tps: 100 + req.run_index };
+      },
+    }));
+    const log = memoryLogger();
+    const p = createPipeline({ store, hparams, profile: "tiny", sources: [scripted([sub("a", 1)])], executor: shaky(), sinks: [], log, fetchCode: hosting({ "https://code.example/a.py": program("a", 1) }) });
+    await p.runUntilIdle();
+    expect(calls.sort()).toEqual([0, 0, 1, 1, 2]);
+    expect(store.runs("a").map((r) => [r.success, r.error_code, r.attempts])).toEqual([[1, null, 2], [0, "harness_error", 2], [1, null, 1]]);
+    expect(store.submission("a")).toMatchObject({ error_code: null, score: 101, successful_runs: 2 });
+    const loud = log.lines.filter((l) => / error /.test(l) && l.includes("the evaluation harness failed (harness_error: reference run died)"));
+    expect(loud).toHaveLength(2);
   });
 
   test("an executor that throws or returns garbage gives a failed run, not a crash", async () => {

@@ -9,6 +9,8 @@ import { benchmarkSettings, verificationSettings, type HParams } from "./hparams
 import type { Logger } from "./log.ts";
 import type { Executor, ScoreEvent, Sink, SinkEvent, SinkPayload, SlotStatus, Source } from "./plugin.ts";
 import { planWeights, scoreRuns } from "./scoring.ts";
+import { persist } from "./storage/persist.ts";
+import { sqliteErrorCode } from "./storage/sqlite.ts";
 import type { RunRow, Store, SubmissionRow } from "./storage/store.ts";
 
 const TRANSIENT_FETCH = new Set(["timeout", "network_error", "dns_failed"]);
@@ -29,6 +31,8 @@ export interface PipelineOptions {
   fetchCode?: (url: string, opts: FetchOptions) => Promise<FetchResult>;
   /** First retry delay for a failed sink delivery; doubles per attempt, capped at 10 minutes. */
   retryBaseMs?: number;
+  /** How long storing a finished run's result or a score may keep failing before the validator stops (default 5 minutes). */
+  storeRetryMs?: number;
   signal?: AbortSignal;
 }
 
@@ -52,10 +56,18 @@ export function createPipeline(o: PipelineOptions) {
   const inFlight = new Map<string, { submissionId: string; runIndex: number; startedAt: number; slot?: string }>();
 
   const setStatus = (patch: Partial<ValidatorStatus>) => {
-    const prev = store.getState<ValidatorStatus>("validator:status");
-    const slots = executor.slots?.();
-    store.setState("validator:status", { ...prev, current: [...inFlight.values()], ...(slots ? { slots } : {}), ...patch, updatedAt: Date.now() });
+    try {
+      const prev = store.getState<ValidatorStatus>("validator:status");
+      const slots = executor.slots?.();
+      store.setState("validator:status", { ...prev, current: [...inFlight.values()], ...(slots ? { slots } : {}), ...patch, updatedAt: Date.now() });
+    } catch (e) {
+      // The status is for the API; a run must not be dropped or stranded because it could not be shown.
+      if (sqliteErrorCode(e) === null) throw e;
+      log.warn(`could not record the validator's status: ${(e as Error).message}`);
+    }
   };
+  /** Stores what a finished run produced, retrying a failing store; throws StoreFailure when it cannot. */
+  const durably = <T>(what: string, write: () => T) => persist(store.db, what, write, { log, signal, giveUpMs: o.storeRetryMs });
 
   /** Evaluations that may run at once: the pool's slots still in it, and no more than `concurrency` says. */
   const capacity = () => {
@@ -217,7 +229,21 @@ export function createPipeline(o: PipelineOptions) {
       setStatus({ state: inFlight.size ? "evaluating" : "idle" });
       return false;
     }
-    store.finishRun(sub.id, run.run_index, request.task_id, result);
+    const harnessKey = `harness_error:${sub.id}:${run.run_index}`;
+    if (result.error?.code === "harness_error" && store.getState(harnessKey) === undefined) {
+      // Ours, not the miner's: said loudly, and the run runs once more. Only once: a worker that found a new
+      // way to cause it must not re-roll its slow runs; a second one counts as an unsuccessful run.
+      rlog.error(`run ${of} of ${sub.id}: the evaluation harness failed (harness_error: ${result.error.message}); this is the validator's fault, not the submission's: check the executor and its image; running it once more`);
+      await durably(`the harness_error of run ${of} of ${sub.id}`, () =>
+        store.db.transaction(() => {
+          store.setState(harnessKey, { taskId: request.task_id, message: result.error!.message, at: Date.now() });
+          store.releaseRun(sub.id, run.run_index, request.task_id);
+        }),
+      );
+      setStatus({ state: inFlight.size ? "evaluating" : "idle" });
+      return true;
+    }
+    await durably(`the result of run ${of} of ${sub.id}`, () => store.finishRun(sub.id, run.run_index, request.task_id, result));
     setStatus({ state: inFlight.size ? "evaluating" : "idle" });
     if (result.success) rlog.info(`run ${of} of ${sub.id}: ${result.tps.toFixed(1)} tok/s${result.mfu != null ? `, MFU ${(result.mfu * 100).toFixed(1)}%` : ""}`);
     else rlog.warn(`run ${of} of ${sub.id} rejected: ${result.error?.code}: ${result.error?.message}`);
@@ -233,22 +259,33 @@ export function createPipeline(o: PipelineOptions) {
     const worker = async (i: number) => {
       while (i < capacity() && (await evaluateOne())) {
         count++;
-        scoreReady();
+        await scoreReady();
       }
     };
     await Promise.all(Array.from({ length: capacity() }, (_, i) => worker(i)));
     return count;
   }
 
+  // Submissions whose score is being stored (a retry may sleep): none is settled twice.
+  const settling = new Set<string>();
+
   /** Scores every submission whose runs are all done. */
-  function scoreReady(): number {
+  async function scoreReady(): Promise<number> {
     const ready = store.readyToScore();
+    let scored = 0;
     for (const s of ready) {
+      if (settling.has(s.id) || store.submission(s.id)?.state !== "evaluating") continue;
+      scored++;
       const outcome = scoreRuns(
         store.runs(s.id).map((r) => ({ success: r.success === 1, tps: r.tps ?? 0, errorCode: r.error_code, errorMessage: r.error_message, runIndex: r.run_index })),
         hparams.min_success_rate,
       );
-      store.settle(s.id, outcome, hparams.leader_threshold, sinkNames, scorePayload);
+      settling.add(s.id);
+      try {
+        await durably(`the score of ${s.id}`, () => store.settle(s.id, outcome, hparams.leader_threshold, sinkNames, scorePayload));
+      } finally {
+        settling.delete(s.id);
+      }
       const leader = store.leader(hparams.leader_threshold);
       if (outcome.ok) {
         log.info(`scored ${s.id}: median ${outcome.score.toFixed(1)} tok/s over ${outcome.successfulRuns}/${outcome.totalRuns} runs; leader ${leader?.id ?? "none"}`);
@@ -256,7 +293,7 @@ export function createPipeline(o: PipelineOptions) {
         log.warn(`failed ${s.id}: ${outcome.code}: ${outcome.message}`);
       }
     }
-    return ready.length;
+    return scored;
   }
 
   /** Records a weight decision for the current leader and queues it for the sinks. */
@@ -310,7 +347,7 @@ export function createPipeline(o: PipelineOptions) {
     recover();
     for (;;) {
       if (signal.aborted) return;
-      const progressed = (await poll()) + (await fetchPending()) + (await evaluateQueued()) + scoreReady() + (await deliver());
+      const progressed = (await poll()) + (await fetchPending()) + (await evaluateQueued()) + (await scoreReady()) + (await deliver());
       if (progressed === 0) return;
     }
   }

@@ -10,6 +10,7 @@ import { CronJob } from "cron";
 import { UserError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Pipeline, ValidatorStatus } from "./pipeline.ts";
+import { StoreFailure } from "./storage/sqlite.ts";
 import type { Store } from "./storage/store.ts";
 
 export interface WeightsClock {
@@ -31,6 +32,12 @@ export interface SchedulerOptions {
   /** Null when there is no chain (a gists-only tournament): no weights are decided. */
   weights: WeightsClock | null;
   signal: AbortSignal;
+  /**
+   * The store cannot be used any more (deleted, or a result that could not be stored): the validator must
+   * stop, non-zero, so that a supervisor restarts it (it may hear of one failure more than once). The
+   * evaluation loop stops claiming runs.
+   */
+  fatal?: (e: StoreFailure) => void;
 }
 
 /** A cron expression firing every `seconds` seconds; only intervals that divide a minute or an hour evenly. */
@@ -135,13 +142,19 @@ export function createScheduler(o: SchedulerOptions) {
     return store.db.prepare("SELECT COUNT(*) AS n, MIN(next_at) AS next FROM deliveries WHERE state = 'pending'").get<{ n: number; next: number | null }>()!;
   }
 
+  const fatal = (e: StoreFailure) => (o.fatal ? o.fatal(e) : log.error(e.message));
+
   let wake: (() => void) | null = null;
   async function evaluationLoop() {
     while (!signal.aborted) {
       let ran = 0;
       try {
         ran = await pipeline.evaluateQueued();
+        // Also what a stop left between a run's result and its score: it is scored here, not only after
+        // the next evaluation.
+        await pipeline.scoreReady();
       } catch (e) {
+        if (e instanceof StoreFailure) return fatal(e);
         log.error(`evaluation loop: ${(e as Error).message}`);
       }
       if (ran > 0) void deliver().catch(() => {});
@@ -157,6 +170,7 @@ export function createScheduler(o: SchedulerOptions) {
     try {
       await fn();
     } catch (e) {
+      if (e instanceof StoreFailure) return fatal(e);
       // A lost chain connection is reported once by the connection itself, not on every tick.
       ((e as { code?: unknown }).code === "disconnected" ? log.debug : log.warn)(`${name}: ${(e as Error).message}; will retry`);
     }
@@ -170,10 +184,13 @@ export function createScheduler(o: SchedulerOptions) {
     // back; the pipeline bounds them and never fetches a submission twice.
     const fetches = new Set<Promise<void>>();
     const intake = guarded("intake", async () => {
+      // SQLite keeps writing a deleted file, and everything written after would vanish at exit.
+      const lost = store.db.lost();
+      if (lost) throw new StoreFailure(`the store is gone: ${lost}`);
       await pipeline.poll();
       const f = pipeline.fetchPending().then(
         (pinned) => void (pinned > 0 && wake?.()),
-        (e: Error) => log.warn(`fetching code: ${e.message}; will retry`),
+        (e: Error) => (e instanceof StoreFailure ? fatal(e) : log.warn(`fetching code: ${e.message}; will retry`)),
       );
       fetches.add(f);
       void f.finally(() => fetches.delete(f));

@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { findLeader, median, normalizeU16, planWeights, rankLeaderboard, scoreRuns, type Contender } from "./scoring.ts";
+import { ErrorCode } from "./contracts.ts";
+import { failureKind, findLeader, median, normalizeU16, planWeights, rankLeaderboard, scoreRuns, type Contender } from "./scoring.ts";
 
-const runs = (...tps: (number | null)[]) => tps.map((t) => (t === null ? { success: false, tps: 0 } : { success: true, tps: t }));
+const runs = (...tps: (number | null)[]) => tps.map((t) => (t === null ? { success: false, tps: 0, errorCode: "timeout" } : { success: true, tps: t }));
+const failed = (errorCode: string | null, errorMessage?: string) => ({ success: false, tps: 0, errorCode, errorMessage });
 
 describe("scoreRuns", () => {
   test("median of the successful runs", () => {
@@ -11,8 +13,42 @@ describe("scoreRuns", () => {
     expect(scoreRuns(runs(10, null, 20, 40, 30), 0.5)).toMatchObject({ ok: true, score: 25, successfulRuns: 4 });
   });
   test("no success at all fails, and the message says why the runs failed", () => {
-    const failed = [{ success: false, tps: 0, errorCode: "timeout" }, { success: false, tps: 0, errorCode: "weights_mismatch" }, { success: false, tps: 0, errorCode: "weights_mismatch" }];
-    expect(scoreRuns(failed, 0.5)).toMatchObject({ ok: false, code: "no_successful_runs", message: "none of 3 runs succeeded: weights_mismatch ×2, timeout" });
+    const none = [failed("timeout"), failed("out_of_memory"), failed("out_of_memory")];
+    expect(scoreRuns(none, 0.5)).toMatchObject({ ok: false, code: "no_successful_runs", message: "none of 3 runs succeeded: out_of_memory ×2, timeout" });
+  });
+  test("4 verified runs and 1 optimizer_mismatch: disqualified, whatever the other runs did", () => {
+    const r = scoreRuns([...runs(100, 101, 102, 103), { ...failed("optimizer_mismatch", "exp_avg_rel_global 0.12 > 0.05"), runIndex: 4 }], 0.5);
+    expect(r).toMatchObject({ ok: false, code: "disqualified", successfulRuns: 4, totalRuns: 5 });
+    if (!r.ok) expect(r.message).toStartWith("run 5 of 5 failed verification (optimizer_mismatch): exp_avg_rel_global 0.12 > 0.05.");
+  });
+  test("4 verified runs and 1 timeout: scored on the 4", () => {
+    expect(scoreRuns([...runs(100, 101, 102, 103), failed("timeout")], 0.5)).toEqual({ ok: true, score: 101.5, successfulRuns: 4, totalRuns: 5 });
+  });
+  test("crashes, timeouts and running out of memory count against the success rate only", () => {
+    expect(scoreRuns([...runs(100, 200), failed("crash"), failed("out_of_memory")], 0.5)).toMatchObject({ ok: true, score: 150 });
+    expect(scoreRuns([...runs(100), failed("crash"), failed("timeout")], 0.5)).toMatchObject({ ok: false, code: "low_success_rate" });
+  });
+  test("a failure on the validator's side never disqualifies", () => {
+    for (const code of ["harness_error", "executor_error", "invalid_result", "cancelled"]) {
+      expect(scoreRuns([...runs(100, 200, 300), failed(code)], 0.5)).toMatchObject({ ok: true, score: 200 });
+    }
+  });
+  test("every verification and tampering code disqualifies, even among many verified runs", () => {
+    for (const code of ["weights_mismatch", "optimizer_mismatch", "optimizer_state", "loss_mismatch", "logits_mismatch", "logits_shape", "token_count", "frozen_params", "non_finite", "deferred_work", "bad_return", "tampering"]) {
+      expect(scoreRuns([failed(code), ...runs(100, 100, 100, 100, 100, 100, 100, 100)], 0.1)).toMatchObject({ ok: false, code: "disqualified" });
+    }
+  });
+  test("an unknown or missing failure code is treated as a failed verification, and the message says so", () => {
+    const unknown = scoreRuns([...runs(100, 100, 100), failed("gpu_on_fire")], 0.5);
+    expect(unknown).toMatchObject({ ok: false, code: "disqualified" });
+    if (!unknown.ok) expect(unknown.message).toContain('the failure code "gpu_on_fire", which this validator does not know; it is treated as a failed verification');
+    const none = scoreRuns([...runs(100, 100, 100), failed(null)], 0.5);
+    if (!none.ok) expect(none.message).toContain("no failure code");
+    expect(none.ok).toBe(false);
+  });
+  test("every code of the contract is classified", () => {
+    for (const code of ErrorCode.options) expect(failureKind(code)).not.toBe("unknown");
+    expect(failureKind("toString")).toBe("unknown");
   });
   test("too few successes fail with the rate in the message", () => {
     const r = scoreRuns(runs(100, null, null, null, null), 0.5);

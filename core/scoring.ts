@@ -1,9 +1,54 @@
 // Pure scoring: from runs to a submission score, from scores to a leader, from a leader to chain weights.
+import type { ErrorCode } from "./contracts.ts";
 
 export interface RunOutcome {
   success: boolean;
   tps: number;
   errorCode?: string | null;
+  errorMessage?: string | null;
+  runIndex?: number;
+}
+
+/**
+ * What a failed run says about its submission. `disqualifying`: the loop ran and its evidence failed
+ * verification, or it tampered — one such run disqualifies the submission, whatever its other runs did,
+ * so a shortcut that passes on some seeds cannot score on them. `unsuccessful`: it proves nothing about
+ * honesty (it ran out of time or memory, crashed, or never got to run), and counts against
+ * `min_success_rate`. `ours`: the validator's side failed, never a reason to disqualify.
+ */
+export type FailureKind = "disqualifying" | "unsuccessful" | "ours";
+
+// A Record over every code: a code added to the contract does not compile until it is classified here.
+const FAILURE_KIND: Record<ErrorCode, FailureKind> = {
+  syntax_error: "unsuccessful",
+  import_error: "unsuccessful",
+  missing_inner_steps: "unsuccessful",
+  bad_signature: "unsuccessful",
+  crash: "unsuccessful",
+  timeout: "unsuccessful",
+  out_of_memory: "unsuccessful",
+  bad_return: "disqualifying",
+  token_count: "disqualifying",
+  logits_shape: "disqualifying",
+  logits_mismatch: "disqualifying",
+  loss_mismatch: "disqualifying",
+  weights_mismatch: "disqualifying",
+  frozen_params: "disqualifying",
+  optimizer_state: "disqualifying",
+  optimizer_mismatch: "disqualifying",
+  non_finite: "disqualifying",
+  deferred_work: "disqualifying",
+  tampering: "disqualifying",
+  implausible_mfu: "disqualifying", // a window shorter than the device can train in: the clock was fooled
+  harness_error: "ours",
+  executor_error: "ours",
+  invalid_result: "ours",
+  cancelled: "ours",
+};
+
+/** A code this build does not know (an older or newer harness, or none at all) is taken as disqualifying: the safe side for the other miners. */
+export function failureKind(code: string | null | undefined): FailureKind | "unknown" {
+  return code != null && Object.hasOwn(FAILURE_KIND, code) ? FAILURE_KIND[code as ErrorCode] : "unknown";
 }
 
 /** "weights_mismatch ×2, timeout": why the failed runs failed, most common first. */
@@ -15,7 +60,7 @@ function failureSummary(runs: RunOutcome[]): string {
 
 export type SubmissionScore =
   | { ok: true; score: number; successfulRuns: number; totalRuns: number }
-  | { ok: false; code: "no_successful_runs" | "low_success_rate"; message: string; successfulRuns: number; totalRuns: number };
+  | { ok: false; code: "disqualified" | "no_successful_runs" | "low_success_rate"; message: string; successfulRuns: number; totalRuns: number };
 
 export function median(values: number[]): number {
   if (values.length === 0) throw new Error("median of nothing");
@@ -24,10 +69,28 @@ export function median(values: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** Median TPS of the successful runs, provided enough of the runs succeeded. */
+/**
+ * A run that failed verification (or any run with a code this build does not know) disqualifies the
+ * submission; otherwise the score is the median TPS of the successful runs, provided at least
+ * `minSuccessRate` of the runs succeeded.
+ */
 export function scoreRuns(runs: RunOutcome[], minSuccessRate: number): SubmissionScore {
   const ok = runs.filter((r) => r.success && Number.isFinite(r.tps) && r.tps > 0);
   const base = { successfulRuns: ok.length, totalRuns: runs.length };
+  const damning = runs.findIndex((r) => !r.success && ["disqualifying", "unknown"].includes(failureKind(r.errorCode)));
+  if (damning >= 0) {
+    const r = runs[damning]!;
+    const which = `run ${(r.runIndex ?? damning) + 1} of ${runs.length}`;
+    const why = failureKind(r.errorCode) === "unknown"
+      ? `${which} failed with ${r.errorCode == null ? "no failure code" : `the failure code ${JSON.stringify(r.errorCode)}, which this validator does not know`}; it is treated as a failed verification`
+      : `${which} failed verification (${r.errorCode})`;
+    return {
+      ok: false,
+      code: "disqualified",
+      message: `${why}${r.errorMessage ? `: ${r.errorMessage}` : ""}. A run that fails verification disqualifies the submission, whatever its other runs did (${ok.length} of ${runs.length} verified)`,
+      ...base,
+    };
+  }
   if (ok.length === 0) return { ok: false, code: "no_successful_runs", message: `none of ${runs.length} runs succeeded: ${failureSummary(runs)}`, ...base };
   const rate = ok.length / runs.length;
   if (rate < minSuccessRate) {

@@ -3,6 +3,8 @@
 // hands scores and weights to its sinks, all as configured in crusades.config.ts.
 // Exit codes: 0 done or stopped by a signal, 1 failed (hotkey not registered, chain unreachable, events
 // left undelivered after --once), 2 bad usage, config or database path.
+// A store that is deleted, or a result that cannot be stored, stops it with exit 1 (a supervisor restarts
+// it and the run is re-queued); another validator already writing the same database, exit 2.
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,6 +15,8 @@ import { benchmarkSettings, defaultHParamsPath, loadHParams, type HParams } from
 import { createLogger, type Logger } from "../core/log.ts";
 import { createPipeline } from "../core/pipeline.ts";
 import { createScheduler, type WeightsClock } from "../core/scheduler.ts";
+import { lockStore } from "../core/storage/lock.ts";
+import type { StoreFailure } from "../core/storage/sqlite.ts";
 import { Store } from "../core/storage/store.ts";
 import { needsChain } from "../plugins/chain-binding.ts";
 import { registry } from "../plugins/index.ts";
@@ -105,12 +109,15 @@ async function main(): Promise<number> {
   const a = args();
   const config = await loadConfig(a.config, registry);
   const hparams = readHParams(config);
+  const dbPath = resolve(config.database);
+  mkdirSync(dirname(dbPath), { recursive: true });
+  // One writer per store, before anything else: a second validator on it (`--once` by hand beside the
+  // service) would re-queue the first one's run, evaluate it twice and send weights twice.
+  const lock = await lockStore(dbPath);
   const netuid = config.netuid ?? hparams.netuid;
   const chainPlugins = [...config.sources, ...config.sinks].filter(needsChain);
   const chain = chainPlugins.length ? await joinChain(config, hparams, netuid, log) : null;
 
-  const dbPath = resolve(config.database);
-  mkdirSync(dirname(dbPath), { recursive: true });
   const store = await Store.open(dbPath);
   const previousChain = chain && store.bindChain(chain.genesisHash).previous;
   if (chain && previousChain) {
@@ -151,7 +158,14 @@ async function main(): Promise<number> {
     lastUpdate: () => chain.client.lastUpdate(netuid, chain.uid),
     uidOf: (hotkey) => chain.client.uidOf(netuid, hotkey),
   };
-  const scheduler = createScheduler({ pipeline, store, log, pollIntervalSeconds: config.pollIntervalSeconds, weights, signal: controller.signal });
+  let failure: StoreFailure | null = null;
+  const fatal = (e: StoreFailure) => {
+    if (failure) return;
+    failure = e;
+    log.error(`${e.message}; stopping (exit 1) for a supervisor to restart; unfinished runs are re-queued at the next start`);
+    controller.abort();
+  };
+  const scheduler = createScheduler({ pipeline, store, log, pollIntervalSeconds: config.pollIntervalSeconds, weights, signal: controller.signal, fatal });
 
   let code = 0;
   try {
@@ -184,6 +198,7 @@ async function main(): Promise<number> {
     } else {
       log.info(`running; polling every ${config.pollIntervalSeconds}s (SIGINT or SIGTERM to stop)`);
       await scheduler.run();
+      if (failure) code = 1;
     }
   } finally {
     controller.abort();
@@ -193,6 +208,7 @@ async function main(): Promise<number> {
     }
     await chain?.client.close().catch(() => {});
     store.close();
+    lock.release();
   }
   log.info("stopped");
   return code;
@@ -203,7 +219,7 @@ main().then(
   (e: Error) => {
     if (e instanceof UserError) {
       console.error(`validator: ${e.message}`);
-      process.exit(e.code === "usage" || e.code === "bad_config" || e.code === "bad_database" ? 2 : 1);
+      process.exit(["usage", "bad_config", "bad_database", "store_locked"].includes(e.code) ? 2 : 1);
     }
     console.error(`validator: ${e.message}`);
     if (process.env.CRUSADES_LOG_LEVEL === "debug") console.error(e.stack);

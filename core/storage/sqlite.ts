@@ -1,5 +1,7 @@
 // The only runtime-specific storage code: bun:sqlite on Bun, node:sqlite on Deno (and Node ≥ 22.5).
 // Everything above it speaks this small interface with positional `?` parameters.
+import { statSync } from "node:fs";
+
 export type SqlValue = string | number | bigint | null | Uint8Array;
 export type Row = Record<string, SqlValue>;
 
@@ -16,6 +18,16 @@ export interface Database {
   transaction<T>(fn: () => T): T;
   close(): void;
   readonly path: string;
+  /**
+   * Null while `path` still names the file this connection opened; otherwise what became of it (deleted,
+   * replaced). SQLite goes on reading and writing an unlinked file, so nobody else would ever see it.
+   */
+  lost(): string | null;
+}
+
+/** The store cannot be used any more (gone, or writes failing past their retries): the process must stop. */
+export class StoreFailure extends Error {
+  override name = "StoreFailure";
 }
 
 interface Driver {
@@ -46,10 +58,24 @@ async function openDriver(path: string, readonly: boolean): Promise<Driver> {
  * thrown by either driver, or null when the error did not come from SQLite.
  */
 export function sqliteErrorCode(e: unknown): number | null {
-  const err = e as { name?: unknown; errno?: unknown; errcode?: unknown } | null;
+  const err = e as { name?: unknown; errno?: unknown; errcode?: unknown; code?: unknown; message?: unknown } | null;
   const code = err?.errcode ?? (err?.name === "SQLiteError" ? err.errno : undefined);
-  return typeof code === "number" ? code & 0xff : null;
+  if (typeof code === "number") return code & 0xff;
+  // Deno's node:sqlite gives only the message; SQLite's own text for a code (sqlite3_errstr) names it.
+  if (err?.code === "ERR_SQLITE_ERROR" && typeof err.message === "string") return ERRSTR.find(([re]) => re.test(err.message as string))?.[1] ?? null;
+  return null;
 }
+
+const ERRSTR: [RegExp, number][] = [
+  [/^database is locked/, 5],
+  [/^database table is locked/, 6],
+  [/^attempt to write a readonly database/, 8],
+  [/^disk I\/O error/, 10],
+  [/^database disk image is malformed/, 11],
+  [/^database or disk is full/, 13],
+  [/^unable to open database file/, 14],
+  [/^file is not a database/, 26],
+];
 
 // Uint8Array out of node:sqlite, Uint8Array (Buffer-like) out of bun: both already fine; rows from
 // node:sqlite have a null prototype, which breaks nothing but toEqual in tests, so copy them.
@@ -61,11 +87,19 @@ export interface OpenOptions {
    * the API, which may run as a user that can read the store but not write it or its directory.
    */
   readonly?: boolean;
+  /** SQLite's rollback journal instead of WAL: no -wal and -shm files beside it (the writer lock's file). */
+  rollbackJournal?: boolean;
 }
+
+const identity = (path: string) => {
+  const st = statSync(path);
+  return `${st.dev}:${st.ino}`;
+};
 
 export async function openDatabase(path: string, opts: OpenOptions = {}): Promise<Database> {
   const driver = await openDriver(path, opts.readonly ?? false);
-  if (!opts.readonly) {
+  const opened = identity(path);
+  if (!opts.readonly && !opts.rollbackJournal) {
     driver.exec("PRAGMA journal_mode = WAL");
     driver.exec("PRAGMA synchronous = NORMAL");
   }
@@ -75,6 +109,14 @@ export async function openDatabase(path: string, opts: OpenOptions = {}): Promis
   let depth = 0;
   const db: Database = {
     path,
+    lost() {
+      try {
+        return identity(path) === opened ? null : `${path} was replaced by another file after it was opened`;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        return code === "ENOENT" ? `${path} was deleted after it was opened` : `${path} cannot be looked at any more (${(e as Error).message})`;
+      }
+    },
     exec: (sql) => driver.exec(sql),
     prepare(sql) {
       let stmt = cache.get(sql);
@@ -101,7 +143,11 @@ export async function openDatabase(path: string, opts: OpenOptions = {}): Promis
         driver.exec("COMMIT");
         return out;
       } catch (e) {
-        driver.exec("ROLLBACK");
+        try {
+          driver.exec("ROLLBACK");
+        } catch {
+          // SQLite already rolled back by itself (SQLITE_FULL, an I/O error, BUSY on COMMIT): keep the error that says why.
+        }
         throw e;
       } finally {
         depth--;
