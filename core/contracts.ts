@@ -16,6 +16,8 @@ export const Submission = z.object({
   /** First 32 hex characters of sha256(code), when the commitment carried one. */
   committedHash: hex(32).optional(),
   revealBlock: z.number().int().nonnegative(),
+  /** Block of the on-chain commitment, when the source knows it: priority (first committer, ties) goes by it. */
+  commitBlock: z.number().int().nonnegative().optional(),
   source: z.string().min(1),
 });
 export type Submission = z.infer<typeof Submission>;

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { failedResult, type Submission } from "./contracts.ts";
-import type { FetchResult } from "./fetch.ts";
+import type { FetchOptions, FetchResult } from "./fetch.ts";
 import { loadHParams } from "./hparams.ts";
 import { memoryLogger } from "./log.ts";
 import { createPipeline } from "./pipeline.ts";
@@ -117,6 +117,22 @@ describe("pipeline", () => {
     expect(rej).toHaveLength(1);
     expect(rej[0]!.reason).toBe("invalid_submission");
     expect(rej[0]!.detail).toContain("url");
+  });
+
+  test("the same code twice: the earlier commit block is the original, though its copy revealed first (issue 21)", async () => {
+    const files = { "https://code.example/orig.py": program("a", 1000), "https://code.example/copy.py": program("a", 1000) };
+    // Legacy commitments carry no hash: only the fetched bytes show the copy. Committed at block 2 and
+    // revealed at 32; the copy committed at 5 and revealed at 25.
+    const queue: unknown[] = [{ ...sub("orig", 32), commitBlock: 2 }, { ...sub("copy", 25), commitBlock: 5 }];
+    // The original's host is the slower one: its copy is pinned first.
+    const host = hosting(files);
+    const fetchCode = async (url: string, _opts: FetchOptions) => (url.endsWith("orig.py") ? Bun.sleep(50) : Promise.resolve()).then(() => host(url));
+    const p = createPipeline({ store, hparams, profile: "tiny", sources: [scripted(queue)], executor: fakeExecutor(), sinks: [], log: memoryLogger(), fetchCode });
+    await p.runUntilIdle();
+    expect(store.submission("orig")).toMatchObject({ error_code: null, commit_block: 2 });
+    expect(store.submission("copy")).toMatchObject({ error_code: null, commit_block: 5 });
+    // Both were evaluated; the tie goes to the earlier commit.
+    expect(store.leader(hparams.leader_threshold)?.id).toBe("orig");
   });
 
   test("transient fetch errors are retried before failing", async () => {

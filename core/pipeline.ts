@@ -167,9 +167,13 @@ export function createPipeline(o: PipelineOptions) {
     }
     // Only an earlier committer makes this one a duplicate: fetches finish in any order, and an original
     // whose host was slower than its copy's is still the original (both are evaluated; ties go to it).
+    // Earlier by commit block where the source knows it: the reveal block is the committer's choice.
     const original = store.db
-      .prepare("SELECT id FROM submissions WHERE code_sha256 = ? AND id != ? AND (reveal_block, created_at) < (?, ?) ORDER BY reveal_block, created_at LIMIT 1")
-      .get<{ id: string }>(r.sha256, s.id, s.reveal_block, s.created_at);
+      .prepare(
+        `SELECT id FROM submissions WHERE code_sha256 = ? AND id != ? AND (COALESCE(commit_block, reveal_block), created_at) < (?, ?)
+         ORDER BY COALESCE(commit_block, reveal_block), created_at LIMIT 1`,
+      )
+      .get<{ id: string }>(r.sha256, s.id, s.commit_block ?? s.reveal_block, s.created_at);
     if (original) {
       fail(s, "duplicate_code", `the same code (sha256 ${r.sha256.slice(0, 16)}…) was already submitted as ${original.id}; first committer wins`);
     } else {

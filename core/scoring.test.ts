@@ -79,6 +79,12 @@ describe("leader threshold", () => {
     expect(findLeader([c("late", 100, 9), c("early", 100, 3)], 0)?.id).toBe("early");
     expect(findLeader([c("x", 100, 5, 2), c("y", 100, 5, 1)], 0)?.id).toBe("y");
   });
+  test("ties go by commit block where it is known: a later commit that revealed first does not win", () => {
+    const copy = { ...c("copy", 100, 25, 1), commitBlock: 5 };
+    const original = { ...c("original", 100, 32, 1), commitBlock: 2 };
+    expect(findLeader([copy, original], 0.01)?.id).toBe("original");
+    expect(rankLeaderboard([copy, original], 0.01).map((e) => e.id)).toEqual(["original", "copy"]);
+  });
   test("the lead passes along a chain of large improvements", () => {
     expect(findLeader([c("a", 100, 1), c("b", 120, 2), c("c", 121, 3), c("d", 150, 4)], 0.01)?.id).toBe("d");
   });

@@ -107,13 +107,18 @@ export function scoreRuns(runs: RunOutcome[], minSuccessRate: number): Submissio
 export interface Contender {
   id: string;
   score: number;
-  /** Chronological order: reveal block first, then arrival. Earlier wins ties. */
+  /** Chronological order: commit block (reveal block where none is known) first, then arrival. Earlier wins ties. */
   revealBlock: number;
+  commitBlock?: number | null;
   createdAt: number;
 }
 
+// The commit block, not the reveal: a committer picks its own reveal delay, so a later copy could
+// otherwise reveal first and win the tie.
+const priorityBlock = (c: Contender) => c.commitBlock ?? c.revealBlock;
+
 export const chronological = (a: Contender, b: Contender) =>
-  a.revealBlock - b.revealBlock || a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  priorityBlock(a) - priorityBlock(b) || a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /**
  * The leader: walking submissions in chronological order, a challenger takes the lead only when it beats

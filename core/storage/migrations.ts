@@ -123,6 +123,11 @@ export const migrations: string[] = [
   ALTER TABLE weight_decisions ADD COLUMN genesis_hash TEXT;
   CREATE INDEX weight_decisions_chain ON weight_decisions(genesis_hash, block);
   `,
+  // 3: the block a chain submission was committed in (NULL where the source does not know one): priority
+  // goes by it, not by the reveal block, which the committer chooses (issue 21)
+  `
+  ALTER TABLE submissions ADD COLUMN commit_block INTEGER;
+  `,
 ];
 
 export function migrate(db: Database): number {

@@ -17,6 +17,7 @@ export interface SubmissionRow {
   url: string;
   committed_hash: string | null;
   reveal_block: number;
+  commit_block: number | null;
   source: string;
   state: SubmissionState;
   code_sha256: string | null;
@@ -136,10 +137,10 @@ export class Store {
     const t = this.now();
     const r = this.db
       .prepare(
-        `INSERT INTO submissions(id, hotkey, uid, url, committed_hash, reveal_block, source, state, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'received', ?, ?) ON CONFLICT(id) DO NOTHING`,
+        `INSERT INTO submissions(id, hotkey, uid, url, committed_hash, reveal_block, commit_block, source, state, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?) ON CONFLICT(id) DO NOTHING`,
       )
-      .run(s.id, s.hotkey, s.uid, s.url, s.committedHash ?? null, s.revealBlock, s.source, t, t);
+      .run(s.id, s.hotkey, s.uid, s.url, s.committedHash ?? null, s.revealBlock, s.commitBlock ?? null, s.source, t, t);
     return r.changes === 1;
   }
 
@@ -268,7 +269,7 @@ export class Store {
   contenders(): LeaderboardEntry[] {
     return this.db
       .prepare(
-        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, created_at AS createdAt FROM submissions
+        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, commit_block AS commitBlock, created_at AS createdAt FROM submissions
          WHERE score IS NOT NULL AND error_code IS NULL AND state IN ('scored','published')`,
       )
       .all<LeaderboardEntry>();

@@ -4,6 +4,7 @@ import type { WeightsOutcome } from "../../core/chain/index.ts";
 import { loadHParams } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import type { SinkEvent, WeightsEvent } from "../../core/plugin.ts";
+import { QUICKNET } from "../../core/timelock/index.ts";
 import { normalizeU16 } from "../../core/scoring.ts";
 import type { ChainPort } from "../chain-binding.ts";
 import { chainWeights } from "./chain-weights.ts";
@@ -38,6 +39,10 @@ class FakeChain {
         return { status: "ok", mode: this.commitReveal ? "commit_timelocked_weights" : "set_weights", block: this.block, hash: "0x00", uids: n.uids, weights: n.weights, recovered: false };
       },
       revealedCommitments: async () => [],
+      pendingCommitments: async () => [],
+      commitOrigin: async () => null,
+      blockTimestamp: async () => 0,
+      drandBeaconConfig: async () => QUICKNET,
       droppedCommitments: async () => [],
     } as ChainPort;
   }

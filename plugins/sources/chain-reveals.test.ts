@@ -22,8 +22,9 @@ const commit = (n: number, url: string) => buildCommitment(code(n), url);
 const stubTime = (block: number) => 1_750_000_000_000 + block * hparams.block_time * 1000;
 
 /**
- * A chain where, unless `origins` says otherwise, each reveal was committed `reveal_blocks` earlier with
- * exactly the required delay, and nothing is still sealed unless `pending` says so.
+ * A chain where, unless `origins` says otherwise, each reveal was committed in the block before it, sealed
+ * for exactly the required delay (the stub's block times are not evenly spaced), and nothing is still
+ * sealed unless `pending` says so.
  */
 function stubChain(
   reveals: RevealedCommitment[],
@@ -40,8 +41,7 @@ function stubChain(
     commitOrigin: async (_netuid: number, hotkey: string, block: number) => {
       const key = `${hotkey}@${block}`;
       if (more.origins && key in more.origins) return more.origins[key]!;
-      const commitBlock = block - hparams.reveal_blocks;
-      return { commitBlock, commitTimeMs: stubTime(commitBlock), revealRound: null, revealTimeMs: stubTime(block) };
+      return { commitBlock: block - 1, commitTimeMs: stubTime(block) - hparams.reveal_blocks * hparams.block_time * 1000, revealRound: null, revealTimeMs: stubTime(block) };
     },
     blockTimestamp: async (block: number) => stubTime(block),
     drandBeaconConfig: async () => QUICKNET,
@@ -88,8 +88,8 @@ describe("chain-reveals", () => {
       { hotkey: "bob", block: 21, data: JSON.stringify({ code_url: "https://code.example/b.py" }) },
     ]).poll(ctx);
     expect(subs).toEqual([
-      { id: "chain:3:20:alice", hotkey: "alice", uid: 4, url: "https://code.example/a.py", committedHash: codeHash(code(1)), revealBlock: 20, source: "chain-reveals" },
-      { id: "chain:3:21:bob", hotkey: "bob", uid: 5, url: "https://code.example/b.py", revealBlock: 21, source: "chain-reveals" },
+      { id: "chain:3:20:alice", hotkey: "alice", uid: 4, url: "https://code.example/a.py", committedHash: codeHash(code(1)), revealBlock: 20, commitBlock: 19, source: "chain-reveals" },
+      { id: "chain:3:21:bob", hotkey: "bob", uid: 5, url: "https://code.example/b.py", revealBlock: 21, commitBlock: 20, source: "chain-reveals" },
     ]);
   });
 
@@ -203,13 +203,13 @@ describe("chain-reveals", () => {
   test("a reveal waits while an earlier commitment is still sealed, unless that one's timelock is over the maximum", async () => {
     const reveals: RevealedCommitment[] = [{ hotkey: "bob", block: 200, data: commit(1, "https://code.example/b.py") }];
     const sealedFor = (block: number, seconds: number) => ({ hotkey: "carol", block, revealRound: firstRoundFrom(stubTime(block) / 1000 + seconds, QUICKNET) });
-    // Bob committed at block 200 − reveal_blocks = 100; carol, still sealed, at block 90.
+    // Bob committed at block 199; carol, still sealed, at block 90.
     const held = context();
     expect(await source(reveals, undefined, { pending: [sealedFor(90, 1200)] }).poll(held.ctx)).toEqual([]);
     expect(held.rejections).toEqual([]);
     // A sealed commitment made after bob's holds nothing back.
     const later = context();
-    expect((await source(reveals, undefined, { pending: [sealedFor(150, 1200)] }).poll(later.ctx)).map((s) => s.id)).toEqual(["chain:3:200:bob"]);
+    expect((await source(reveals, undefined, { pending: [sealedFor(250, 1200)] }).poll(later.ctx)).map((s) => s.id)).toEqual(["chain:3:200:bob"]);
     // Nor does one timelocked past the maximum (4 × reveal_blocks): it is rejected when it opens.
     const tooLong = context();
     expect((await source(reveals, undefined, { pending: [sealedFor(90, 4 * 1200 + 600)] }).poll(tooLong.ctx)).map((s) => s.id)).toEqual(["chain:3:200:bob"]);

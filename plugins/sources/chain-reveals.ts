@@ -191,7 +191,7 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
         continue;
       }
       st.lastAccepted[r.hotkey] = { block: r.block, id };
-      out.push({ id, hotkey: r.hotkey, uid: c.uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, source: "chain-reveals" });
+      out.push({ id, hotkey: r.hotkey, uid: c.uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, commitBlock: c.commitBlock, source: "chain-reveals" });
     }
     // A localnet names the timelocked commitments it dropped at the reveal (a real chain drops them
     // silently and names none): each is a rejection, so the miner sees why it never arrived.
