@@ -157,7 +157,7 @@ describe("seeded scenario", () => {
     expect(runs.total).toBe(5);
     expect(runs.items.map((r) => r.success)).toEqual([true, true, false, true, true]);
     expect(runs.items[2]).toMatchObject({ error_code: "timeout", tps: 0 });
-    expect(runs.items[0]).toMatchObject({ tps: 1500, total_tokens: 20480, device: "NVIDIA H100 80GB HBM3" });
+    expect(runs.items[0]).toMatchObject({ tps: 1500, total_tokens: 20480, device: "NVIDIA H100 80GB HBM3", data_sha256: "5".repeat(64) });
     expect(runs.items[0]!.checks.map((c) => c.name)).toEqual(["token_count", "loss"]);
     const page = await expectDoc(app, `/api/submissions/${enc(sc.ids.leader)}/runs?limit=2&offset=3`, RunPage);
     expect(page.items.map((r) => r.run_index)).toEqual([3, 4]);
@@ -419,6 +419,41 @@ describe("opening the store", () => {
     expect(v).toMatchObject({ state: "unknown", reported: true, pid: null, current: null });
     s.db.prepare("UPDATE validator_state SET value = 'not json' WHERE key = 'validator:status'").run();
     expect((await expectDoc(app, "/api/validator/status", ValidatorStatus)).state).toBe("unknown");
+    s.close();
+  });
+
+  test("the status shows the device pool (what each slot runs, which is out and why) and every run names its slot", async () => {
+    const path = join(dir, "slots.db");
+    const s = await Store.open(path);
+    const now = Date.now();
+    const sub = { id: "chain:3:10:5Fslots", hotkey: "5Fslots", uid: 7, url: "https://code.example/a.py", revealBlock: 10, source: "chain-reveals" };
+    s.addSubmission(sub);
+    s.pinAndQueue(sub.id, new TextEncoder().encode("def inner_steps(): pass\n"), "a".repeat(64), 2);
+    const run = s.claimRun("b".repeat(32), "c".repeat(64))!;
+    const done = result(sub.id, run.run_index, "b".repeat(32), 1000, null);
+    s.finishRun(sub.id, run.run_index, "b".repeat(32), { ...done, diagnostics: { ...done.diagnostics, slot: "gpu:1" } });
+    s.claimRun("d".repeat(32), "e".repeat(64));
+    s.setState("validator:status", {
+      state: "evaluating",
+      startedAt: now - 1000,
+      // The validator writes every run in flight.
+      current: [{ submissionId: sub.id, runIndex: 1, startedAt: now - 500, slot: "gpu:0" }],
+      slots: [
+        { id: "gpu:0", host: null, devices: "GPU 0: NVIDIA H100 80GB HBM3", state: "busy", run: { submissionId: sub.id, runIndex: 1, startedAt: now - 500 }, failures: 0, reason: null, runs: 3 },
+        { id: "gpu:1", host: null, devices: "GPU 1: NVIDIA H100 80GB HBM3", state: "idle", run: null, failures: 1, reason: null, runs: 4 },
+        { id: "gpu:2", host: null, devices: "GPU 2: NVIDIA H100 80GB HBM3", state: "out", run: null, failures: 3, reason: "3 runs in a row failed on the validator's side", runs: 3 },
+        { garbage: true },
+      ],
+      updatedAt: now,
+    });
+    const app = await createApp({ store: s, hparams: { leader_threshold: THRESHOLD } });
+    const v = await expectDoc(app, "/api/validator/status", ValidatorStatus);
+    expect(v.current).toMatchObject({ submission_id: sub.id, run_index: 1 });
+    expect(v.slots.map((x) => [x.id, x.state])).toEqual([["gpu:0", "busy"], ["gpu:1", "idle"], ["gpu:2", "out"]]);
+    expect(v.slots[0]!.run).toMatchObject({ submission_id: sub.id, run_index: 1 });
+    expect(v.slots[2]!.reason).toContain("in a row");
+    const runs = await expectDoc(app, `/api/submissions/${encodeURIComponent(sub.id)}/runs`, RunPage);
+    expect(runs.items.map((r) => r.slot)).toEqual(["gpu:1", null]);
     s.close();
   });
 

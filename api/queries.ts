@@ -163,7 +163,7 @@ export class ApiQueries {
     if (this.snap?.key === key) return this.snap;
     const contenders = this.db
       .prepare(
-        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, commit_block AS commitBlock, created_at AS createdAt, successful_runs, runs_planned,
+        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, created_at AS createdAt, successful_runs, runs_planned,
                 scored_at AS scoredAt
          FROM submissions WHERE score IS NOT NULL AND error_code IS NULL AND state IN ('scored','published')`,
       )
@@ -285,6 +285,16 @@ export class ApiQueries {
       started_at: isoOrNull(startedAt),
       uptime_seconds: running && startedAt !== null ? Math.max(0, (now - startedAt) / 1000) : null,
       current: st?.current ? { submission_id: st.current.submissionId, run_index: st.current.runIndex, started_at: isoOrNull(toMs(st.current.startedAt)) } : null,
+      slots: (running ? (st?.slots ?? []) : []).map((s) => ({
+        id: s.id,
+        host: s.host,
+        devices: s.devices,
+        state: s.state,
+        run: s.run && { submission_id: s.run.submissionId, run_index: s.run.runIndex, started_at: isoOrNull(toMs(s.run.startedAt)) },
+        failures: s.failures,
+        reason: s.reason,
+        runs: s.runs,
+      })),
       last_weights_block: st?.lastWeightsBlock ?? null,
       runs_last_hour: runs.n,
       failed_runs_last_hour: runs.failed,
@@ -345,6 +355,7 @@ export class ApiQueries {
         const result = parseJson(r.result_json);
         const checks = Array.isArray(result?.checks) ? (result.checks as Run["checks"]) : [];
         const device = result?.device as { name?: unknown } | undefined;
+        const diagnostics = result?.diagnostics as { slot?: unknown } | undefined;
         return {
           run_index: r.run_index,
           state: r.state,
@@ -359,6 +370,7 @@ export class ApiQueries {
           error_message: r.error_message,
           checks,
           device: typeof device?.name === "string" ? device.name : null,
+          slot: typeof diagnostics?.slot === "string" ? diagnostics.slot : null,
           started_at: isoOrNull(r.started_at),
           finished_at: isoOrNull(r.finished_at),
         };

@@ -108,6 +108,18 @@ export const QueueCounts = z.object({
 
 export const ValidatorState = z.enum(["idle", "evaluating", "setting_weights", "stopped", "unknown"]);
 
+export const SlotView = z.object({
+  id: z.string().describe("e.g. gpu:0, gpu:0,1, cpu:0-3, or host/gpu:1 for a slot on another machine"),
+  host: z.string().nullable().describe("the machine the slot is on; null for the validator's own"),
+  devices: z.string().describe("the slot's devices in words"),
+  state: z.enum(["idle", "busy", "out"]).describe("out: taken out of the pool, see reason"),
+  run: z.object({ submission_id: z.string(), run_index: Count, started_at: Timestamp.nullable() }).nullable().describe("the run the slot holds now"),
+  failures: Count.describe("runs in a row that failed on the validator's side (harness_error, executor_error)"),
+  reason: z.string().nullable().describe("why the slot left the pool"),
+  runs: Count.describe("runs finished on this slot since the validator started"),
+});
+export type SlotView = z.infer<typeof SlotView>;
+
 export const ValidatorStatus = z.object({
   state: ValidatorState.describe("as last reported by the validator; unknown when it never reported"),
   reported: z.boolean().describe("whether the validator has written its status to this store"),
@@ -122,7 +134,8 @@ export const ValidatorStatus = z.object({
   current: z
     .object({ submission_id: z.string(), run_index: Count, started_at: Timestamp.nullable() })
     .nullable()
-    .describe("the run being evaluated now"),
+    .describe("the run being evaluated now (the first, when several are)"),
+  slots: z.array(SlotView).describe("the executor's device pool: one evaluation per slot at a time; empty when the validator reported none"),
   last_weights_block: Count.nullable(),
   runs_last_hour: Count.describe("runs that finished in the last hour"),
   failed_runs_last_hour: Count,
@@ -178,6 +191,7 @@ export const Run = z.object({
   error_message: z.string().nullable(),
   checks: z.array(z.object({ name: z.string(), passed: z.boolean(), value: z.number().nullable(), bound: z.string().nullable(), detail: z.string().optional() })),
   device: z.string().nullable().describe("device name the run used"),
+  slot: z.string().nullable().describe("the slot of the executor's device pool the run held (see the validator status)"),
   started_at: Timestamp.nullable(),
   finished_at: Timestamp.nullable(),
 });
@@ -260,6 +274,17 @@ export const RejectionPage = pageOf(RejectionRow);
  */
 export const VALIDATOR_STATUS_KEY = "validator:status";
 const time = z.union([z.number(), z.string()]).nullable().optional().catch(null);
+const StoredRun = z.object({ submissionId: z.string(), runIndex: z.number().int().nonnegative(), startedAt: time });
+const StoredSlot = z.object({
+  id: z.string(),
+  host: z.string().nullable().catch(null),
+  devices: z.string().catch(""),
+  state: z.enum(["idle", "busy", "out"]).catch("idle"),
+  run: StoredRun.nullable().catch(null),
+  failures: z.number().int().nonnegative().catch(0),
+  reason: z.string().nullable().catch(null),
+  runs: z.number().int().nonnegative().catch(0),
+});
 export const StoredValidatorStatus = z.object({
   state: z.string().catch("unknown"),
   startedAt: time,
@@ -268,11 +293,18 @@ export const StoredValidatorStatus = z.object({
   uid: z.number().int().nonnegative().nullable().optional().catch(null),
   network: z.string().nullable().optional().catch(null),
   netuid: z.number().int().nonnegative().nullable().optional().catch(null),
+  // The validator writes every run in flight; older builds wrote one.
   current: z
-    .object({ submissionId: z.string(), runIndex: z.number().int().nonnegative(), startedAt: time })
+    .union([StoredRun, z.array(StoredRun).transform((runs) => runs[0] ?? null)])
     .nullable()
     .optional()
     .catch(null),
+  // One slot this build cannot read is left out, not the whole pool.
+  slots: z
+    .array(z.unknown())
+    .optional()
+    .catch(undefined)
+    .transform((items) => items?.flatMap((item) => StoredSlot.safeParse(item).data ?? [])),
   lastWeightsBlock: z.number().int().nonnegative().nullable().optional().catch(null),
   updatedAt: time,
 });

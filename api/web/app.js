@@ -127,6 +127,29 @@ function renderValidator(v) {
   $("v-who").textContent = v.reported ? `${v.network ?? "?"} · netuid ${v.netuid ?? "?"} · uid ${v.uid ?? "?"}` : "validator has not reported";
   $("c-success").textContent = fmtPct(v.success_rate);
   $("c-success-sub").textContent = "of settled submissions scored";
+  renderSlots(v.slots);
+}
+
+// The executor's device pool: what each slot runs, which left the pool and why.
+function renderSlots(slots) {
+  $("slots").hidden = slots.length === 0;
+  const out = slots.filter((s) => s.state === "out").length;
+  const busy = slots.filter((s) => s.state === "busy").length;
+  $("slots-note").textContent = `· ${busy} of ${slots.length - out} busy${out ? ` · ${out} out of the pool` : ""}`;
+  document.querySelector("#slots-table tbody").replaceChildren(
+    ...slots.map((s) =>
+      el(
+        "tr",
+        { class: `slot-${s.state}` },
+        el("td", {}, el("code", { text: s.id })),
+        el("td", { text: s.devices }),
+        el("td", { class: s.state === "out" ? "bad" : s.state === "busy" ? "ok" : "", text: s.state === "out" ? `out: ${s.reason ?? "taken out"}` : s.state }),
+        el("td", {}, s.run ? el("span", {}, el("a", { href: subLink(s.run.submission_id), text: shortKey(s.run.submission_id.split(":").pop()) }), ` run ${s.run.run_index + 1}`) : "–"),
+        el("td", { class: "num", text: fmtInt(s.runs) }),
+        el("td", { class: s.failures ? "num bad" : "num", text: s.failures }),
+      ),
+    ),
+  );
 }
 
 function sortRows(rows) {
@@ -385,7 +408,8 @@ async function loadSubmission(id) {
         el("td", { class: "num", text: r.success && r.mfu !== null ? fmtPct(r.mfu) : "–" }),
         el("td", { class: "num", text: fmtInt(r.total_tokens) }),
         el("td", { class: "num", text: r.success ? `${r.wall_time_seconds.toFixed(2)} s` : "–" }),
-        el("td", { text: r.device ?? "–" }),
+        el("td", { text: r.device ?? "–", title: r.data_sha256 ? `token shard sha256 ${r.data_sha256}` : "" }),
+        el("td", {}, r.slot ? el("code", { text: r.slot }) : "–"),
         el("td", { class: r.success === true ? "ok" : r.success === false ? "bad" : "", text: r.success === null ? "…" : r.success ? "✓ passed" : `✗ ${r.error_code ?? "failed"}`, title: r.error_message || r.checks.map((c) => `${c.passed ? "✓" : "✗"} ${c.name} ${c.value ?? ""} ${c.bound ?? ""}`).join("\n") }),
       ),
     ),

@@ -37,6 +37,7 @@ const run = (i: number, error: [string, string] | null): Run => ({
   error_message: error?.[1] ?? null,
   checks: [],
   device: "cpu",
+  slot: null,
   started_at: null,
   finished_at: null,
 });

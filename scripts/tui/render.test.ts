@@ -94,6 +94,23 @@ describe("dashboard", () => {
     expect(t).toMatch(/[\u2801-\u28ff]/); // the braille chart
   });
 
+  test("the device pool: slots busy, idle and out (with why), in the status line and a line of their own", () => {
+    const run = { submission_id: sc.ids.evaluating, run_index: 2, started_at: null };
+    const slots = [
+      { id: "gpu:0", host: null, devices: "GPU 0", state: "busy" as const, run, failures: 0, reason: null, runs: 4 },
+      { id: "gpu:1", host: null, devices: "GPU 1", state: "idle" as const, run: null, failures: 1, reason: null, runs: 5 },
+      { id: "gpu:2", host: null, devices: "GPU 2", state: "out" as const, run: null, failures: 3, reason: "3 runs in a row failed on the validator's side", runs: 3 },
+    ];
+    const withSlots = { ...dash, status: { ...dash.status, slots } };
+    for (const [c, r] of [[160, 48], [80, 24]] as const) expectFills(render(model({ dash: withSlots }), c, r).lines, c, r);
+    const t = text(render(model({ dash: withSlots }), 160, 48).lines);
+    expect(t).toContain("slots 1/2 busy 1 out");
+    expect(t).toContain("gpu:0 run 3 of");
+    expect(t).toContain("gpu:1 idle 1 failing");
+    expect(t).toContain("gpu:2 OUT: 3 runs in a row failed");
+    expect(text(render(model(), 160, 48).lines)).not.toContain("slots ");
+  });
+
   test("80×24 shortens hotkeys in the middle and still shows TPS and both panels", () => {
     const t = text(render(model(), 80, 24).lines);
     const hk = dash.leaderboard.items[0]!.hotkey;

@@ -117,6 +117,7 @@ function dashboard(m: Model, cols: number, space: number): string[] {
   const d = m.dash;
   const now = serverNow(m);
   const out = [...cards(d, cols), statusLine(d, cols, now)];
+  if (d?.status.slots.length) out.push(slotsLine(d.status.slots, cols));
   const rest = space - out.length;
   const chartH = Math.max(6, Math.min(16, Math.floor(rest * 0.4)));
   out.push(...chart(d, cols, chartH, now));
@@ -171,6 +172,10 @@ function statusLine(d: DashboardData | null, cols: number, now: number): string 
   if (!s.reported) return fit(` ${gray("●")} ${bold("UNKNOWN")}  ${gray("the validator has not reported its status to this store")}`, cols);
   const parts = [`${paint("●")} ${bold(paint(s.state.toUpperCase().replace("_", " ")))}`];
   if (s.current) parts.push(`run ${s.current.run_index + 1} of ${cyan(middle(sanitize(s.current.submission_id), 28))}`);
+  if (s.slots.length) {
+    const out = s.slots.filter((x) => x.state === "out").length;
+    parts.push(`slots ${num(s.slots.filter((x) => x.state === "busy").length)}/${num(s.slots.length - out)} busy${out ? ` ${red(`${num(out)} out`)}` : ""}`);
+  }
   parts.push(`${num(s.runs_last_hour)} runs/h${s.failed_runs_last_hour ? ` (${red(num(s.failed_runs_last_hour) + " failed")})` : ""}`);
   const q = s.queue;
   parts.push(`queue ${yellow(num(q.received + q.fetched))} waiting ${cyan(num(q.evaluating))} evaluating`);
@@ -180,6 +185,17 @@ function statusLine(d: DashboardData | null, cols: number, now: number): string 
     const seen = `seen ${ago(new Date(now - s.heartbeat_age_seconds * 1000).toISOString(), now)}`;
     parts.push(s.heartbeat_age_seconds > 300 ? yellow(seen) : seen);
   }
+  return fit(" " + parts.join(gray("  ·  ")), cols);
+}
+
+/** One line for the device pool: each slot, what it runs, and why a slot left the pool. */
+function slotsLine(slots: DashboardData["status"]["slots"], cols: number): string {
+  const parts = slots.map((x) => {
+    const id = bold(sanitize(x.id));
+    if (x.state === "out") return `${red("●")} ${id} ${red(`OUT: ${sanitize(x.reason ?? "taken out")}`)}`;
+    if (x.run) return `${green("●")} ${id} run ${x.run.run_index + 1} of ${cyan(middle(sanitize(x.run.submission_id), 20))}`;
+    return `${gray("●")} ${id} ${gray("idle")}${x.failures ? ` ${yellow(`${x.failures} failing`)}` : ""}`;
+  });
   return fit(" " + parts.join(gray("  ·  ")), cols);
 }
 
@@ -352,7 +368,7 @@ function runTable(items: DetailData["runs"]["items"], w: number, h: number, now:
     r.total_tokens === null ? "—" : num(r.total_tokens),
     r.wall_time_seconds === null ? "—" : `${num(r.wall_time_seconds, 2)}s`,
     ago(r.finished_at, now),
-    r.error_message ? red(sanitize(r.error_message)) : gray(sanitize(r.device ?? "")),
+    r.error_message ? red(sanitize(r.error_message)) : gray(sanitize([r.device, r.slot && `slot ${r.slot}`].filter(Boolean).join(" · "))),
   ]);
   return table({ columns: RUN_COLUMNS, rows, width: w, height: h, empty: "no runs yet" }).lines;
 }

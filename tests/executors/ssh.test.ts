@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
@@ -29,7 +29,7 @@ const running = (pid: string) => spawnSync("kill", ["-0", pid]).status === 0;
 const direct = (extra: Record<string, unknown> = {}) =>
   sshExecutor({
     host: sshd.host, port: sshd.port, user: "root", privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
-    mode: "direct", remoteRepo: repoRoot, python, validatorId, ...extra,
+    mode: "direct", remoteRepo: repoRoot, python, validatorId, gpus: "none", ...extra,
   });
 
 describe.skipIf(!sshdReady)("ssh executor", () => {
@@ -53,7 +53,7 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
     expect(mismatch.error?.message).toContain("does not match");
 
     const log = memoryLogger();
-    const trusting = direct({ knownHostsPath: empty, trustUnknownHost: true });
+    const trusting = direct({ knownHostsPath: empty, trustUnknownHost: true, probe: false });
     await trusting.init!(log);
     expect(log.lines.some((l) => l.includes("trusting the unknown host key"))).toBe(true);
     await trusting.close!();
@@ -148,6 +148,39 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
     expect(await pgrep(tag)).toEqual([]);
     expect(remoteDirs()).toEqual([]);
   }, 120_000);
+
+  test("two hosts each offer their own slots, and runs in flight use both, each pinned to its slot's core", async () => {
+    const second = await startSshd({ users: [TEST_USER, "root"] });
+    try {
+      // One client key opens both servers; one known_hosts file knows both.
+      appendFileSync(join(dirname(second.privateKeyPath), "authorized_keys"), readFileSync(`${sshd.privateKeyPath}.pub`));
+      const known = join(dirname(sshd.knownHostsPath), "two_known_hosts");
+      writeFileSync(known, readFileSync(sshd.knownHostsPath, "utf8") + readFileSync(second.knownHostsPath, "utf8"));
+      const ex = direct({
+        host: undefined,
+        hosts: [{ host: sshd.host, port: sshd.port, slots: [{ cpus: "0" }] }, { host: second.host, port: second.port, slots: [{ cpus: "1" }] }],
+        knownHostsPath: known,
+      });
+      const log = memoryLogger();
+      try {
+        await ex.init!(log);
+        const ids = [`127.0.0.1:${sshd.port}/cpu:0`, `127.0.0.1:${second.port}/cpu:1`];
+        expect(ex.slots!().map((s) => s.id)).toEqual(ids);
+        expect(log.lines.filter((l) => l.includes("1 slot(s) probed")).length).toBe(2);
+        const results = await Promise.all([tinyRequest(templateCode()), tinyRequest(templateCode())].map((r) => ex.evaluate(r, ctx())));
+        for (const r of results) expect(r.error).toBeNull();
+        expect(new Set(results.map((r) => r.diagnostics.slot))).toEqual(new Set(ids));
+        // Each warm server (one per host, waiting for its submission's next run) runs on its slot's core only.
+        const affinity = servers().map((s) => spawnSync("taskset", ["-cp", s.split(" ")[1]!], { encoding: "utf8" }).stdout.trim().split(": ")[1]);
+        expect(affinity.sort()).toEqual(["0", "1"]);
+      } finally {
+        await ex.close!();
+      }
+      expect(remoteDirs()).toEqual([]);
+    } finally {
+      await second.stop();
+    }
+  }, 300_000);
 
   describe.skipIf(!dockerReady)("docker mode (unprivileged user in the docker group)", () => {
     const viaDocker = () =>
