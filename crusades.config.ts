@@ -33,12 +33,17 @@ export default defineConfig({
   sources: [chainReveals()],
 
   // Where submitted code runs: a Docker container on this machine's GPUs, with no network, a read-only
-  // root, dropped capabilities and resource limits (plugins/executors/docker.ts). To evaluate on a remote
-  // GPU host instead, use { use: "ssh", options: { host, user, privateKeyPath, knownHostsPath } } (plugins/executors/ssh.ts).
+  // root, dropped capabilities and resource limits (plugins/executors/docker.ts). gpus: "all" makes one
+  // slot per GPU that nvidia-smi -L lists: each evaluation holds one slot and its container sees only
+  // that GPU, so 8 GPUs run 8 evaluations at once that never share a device. Name the slots yourself
+  // with slots: [{ gpus: ["0"], cpus: "0-15" }, …]. To evaluate on remote GPU hosts instead, use
+  // { use: "ssh", options: { hosts: [{ host: "gpu-1" }, { host: "gpu-2" }], user, privateKeyPath } }
+  // (plugins/executors/ssh.ts).
   executor: { use: "docker", options: { image: "crusades-eval:latest", gpus: "all" } },
 
-  // One evaluation at a time per GPU set; raise it with one executor host per extra evaluation.
-  concurrency: 1,
+  // Evaluations at once: by default one per slot of the executor's pool. A lower number leaves slots
+  // unused; a higher one is refused at start (two runs would share a device).
+  // concurrency: 4,
 
   // Where decisions go. chain-weights sets weights every set_weights_interval_blocks (winner takes all,
   // burn share from hparams). The REST sink is optional: it POSTs every score and weights event, signed

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
-import { LABEL_SUBMISSION, LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
+import { createOptions, LABEL_SUBMISSION, LABEL_VALIDATOR, SandboxOptions, sandboxSpec, serveCommand } from "../../plugins/executors/sandbox.ts";
+import { buildSlots, cpuList, parseGpuList } from "../../plugins/executors/slots.ts";
 import { BASE_IMAGE, EVAL_IMAGE } from "../fixtures/docker/images.ts";
 import { requireService } from "../services.ts";
 import { expectProbesFailed, FORBIDDEN_PATHS, hangingCode, listener, loggedRunDir, marker, pgrep, probingCode, templateCode, tinyRequest, waitForProcess } from "./helpers.ts";
@@ -20,7 +21,8 @@ const docker = new Docker();
 const ready = await requireService("docker executor", "docker");
 
 const validatorId = `test-${process.pid}`;
-const options = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE } };
+// One CPU slot of every core; its start-up probe is exercised once, by the pool's own test.
+const options = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", build: { baseImage: BASE_IMAGE }, probe: false };
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 const containersOf = (label: string) => docker.listContainers({ all: true, filters: { label: [label] } });
 const containersFor = (submissionId: string) => containersOf(`${LABEL_SUBMISSION}=${submissionId}`);
@@ -140,6 +142,69 @@ describe.skipIf(!ready)("docker executor", () => {
     expect(await docker.getContainer(stale.id).inspect().then(() => "present", () => "gone")).toBe("gone");
     expect(log.lines.some((l) => l.includes("stale evaluation container"))).toBe(true);
     await docker.getImage("crusades-test-empty:latest").remove().catch(() => {});
+  }, 120_000);
+
+  test("two CPU slots, three runs of two submissions at once: never more containers than slots, each with its own cpuset", async () => {
+    const log = memoryLogger();
+    const ex = dockerExecutor({ ...options, slots: 2, probe: true });
+    const seen = new Map<string, string>();
+    let peak = 0;
+    let sampling = true;
+    // What the engine says while the runs are in flight: every container of this validator and its cpuset.
+    const sampler = (async () => {
+      while (sampling) {
+        const live = await containersOf(`${LABEL_VALIDATOR}=${validatorId}`);
+        peak = Math.max(peak, live.length);
+        const cpusets = await Promise.all(live.map((c) => docker.getContainer(c.Id).inspect().then((i) => i.HostConfig.CpusetCpus ?? "", () => null)));
+        const present = cpusets.filter((c): c is string => c !== null);
+        expect(new Set(present).size).toBe(present.length);
+        live.forEach((c, i) => cpusets[i] !== null && seen.set(c.Id, cpusets[i]!));
+        await Bun.sleep(300);
+      }
+    })();
+    try {
+      await ex.init!(log);
+      expect(log.lines.some((l) => l.includes("2 slot(s) probed: cpu:0, cpu:1"))).toBe(true);
+      const a = tinyRequest(templateCode());
+      const b = tinyRequest(templateCode());
+      const results = await Promise.all([a, b, { ...tinyRequest(templateCode()), submission_id: a.submission_id, run_index: 1 }].map((r) => ex.evaluate(r, ctx())));
+      for (const r of results) expect(r.error).toBeNull();
+      expect(new Set(results.slice(0, 2).map((r) => r.diagnostics.slot))).toEqual(new Set(["cpu:0", "cpu:1"]));
+      expect(ex.slots!().map((s) => [s.id, s.state, s.runs])).toEqual([["cpu:0", "idle", expect.any(Number)], ["cpu:1", "idle", expect.any(Number)]]);
+    } finally {
+      sampling = false;
+      await sampler;
+      await ex.close!();
+    }
+    expect(peak).toBeGreaterThanOrEqual(1);
+    expect(peak).toBeLessThanOrEqual(2);
+    expect(new Set(seen.values())).toEqual(new Set(["0", "1"]));
+    expect(await containersOf(`${LABEL_VALIDATOR}=${validatorId}`)).toEqual([]);
+  }, 1_200_000);
+
+  test("GPU slots: each container's device request names only its slot's GPUs (the engine's container spec; no GPU here, so never started)", async () => {
+    const smi = [0, 1, 2, 3].map((i) => `GPU ${i}: NVIDIA H100 80GB HBM3 (UUID: GPU-0000000${i}-0000-0000-0000-000000000000)`).join("\n");
+    const slots = buildSlots({ gpus: "all", slots: 2 }, { gpus: parseGpuList(smi), cpus: cpuList("0-1") });
+    const dir = mkdtempSync(join(tmpdir(), "crusades-empty-"));
+    const tar = spawnSync("tar", ["-c", "-C", dir, "."]);
+    rmSync(dir, { recursive: true });
+    expect(spawnSync("docker", ["import", "-", "crusades-test-empty:latest"], { input: tar.stdout }).status).toBe(0);
+    const opts = SandboxOptions.parse({ image: "crusades-test-empty:latest", validatorId });
+    const ids: string[] = [];
+    try {
+      for (const slot of slots) {
+        const spec = sandboxSpec(opts, { session: `gpu-${slot.id.replace(/\W/g, "")}`, submissionId: "gpu-test", command: serveCommand(60) }, { inDir: "/tmp", outDir: "/tmp" });
+        ids.push((await docker.createContainer(createOptions(opts, { memory: "1g", shmSize: "64m", pidsLimit: 64 }, spec, slot))).id);
+      }
+      const requests = await Promise.all(ids.map((id) => docker.getContainer(id).inspect().then((i) => i.HostConfig.DeviceRequests)));
+      expect(requests.map((r) => r?.map((d) => ({ count: d.Count, ids: d.DeviceIDs, caps: d.Capabilities })))).toEqual([
+        [{ count: 0, ids: ["0", "1"], caps: [["gpu"]] }],
+        [{ count: 0, ids: ["2", "3"], caps: [["gpu"]] }],
+      ]);
+    } finally {
+      for (const id of ids) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+      await docker.getImage("crusades-test-empty:latest").remove().catch(() => {});
+    }
   }, 120_000);
 
   test("a missing image with building disabled fails the run with a clear reason", async () => {

@@ -29,7 +29,7 @@ const running = (pid: string) => spawnSync("kill", ["-0", pid]).status === 0;
 const direct = (extra: Record<string, unknown> = {}) =>
   sshExecutor({
     host: sshd.host, port: sshd.port, user: "root", privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath,
-    mode: "direct", remoteRepo: repoRoot, python, validatorId, gpus: "none", ...extra,
+    mode: "direct", remoteRepo: repoRoot, python, validatorId, gpus: "none", probe: false, ...extra,
   });
 
 describe.skipIf(!sshdReady)("ssh executor", () => {
@@ -53,7 +53,7 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
     expect(mismatch.error?.message).toContain("does not match");
 
     const log = memoryLogger();
-    const trusting = direct({ knownHostsPath: empty, trustUnknownHost: true, probe: false });
+    const trusting = direct({ knownHostsPath: empty, trustUnknownHost: true });
     await trusting.init!(log);
     expect(log.lines.some((l) => l.includes("trusting the unknown host key"))).toBe(true);
     await trusting.close!();
@@ -160,6 +160,7 @@ describe.skipIf(!sshdReady)("ssh executor", () => {
         host: undefined,
         hosts: [{ host: sshd.host, port: sshd.port, slots: [{ cpus: "0" }] }, { host: second.host, port: second.port, slots: [{ cpus: "1" }] }],
         knownHostsPath: known,
+        probe: true,
       });
       const log = memoryLogger();
       try {
