@@ -198,9 +198,10 @@ describe("the pipeline follows the pool", () => {
     const status = store.getState<ValidatorStatus>("validator:status")!;
     expect(status.slots!.map((s) => s.state)).toEqual(["out", "idle"]);
     const runs = ["a", "b", "c"].flatMap((id) => store.runs(id));
-    const onBroken = runs.filter((r) => JSON.parse(r.result_json!).diagnostics.slot === "cpu:0");
-    expect(onBroken.length).toBe(2);
-    // Every submission still scored: the broken slot spoiled two runs, then left the pool.
+    // Exactly maxSlotFailures runs reached the broken slot (the pipeline may run a harness_error again).
+    expect(status.slots![0]!.runs).toBe(2);
+    expect(runs.filter((r) => JSON.parse(r.result_json!).diagnostics.slot === "cpu:0").length).toBeLessThanOrEqual(2);
+    // Every submission still scored: the broken slot spoiled two runs at most, then left the pool.
     for (const id of ["a", "b", "c"]) expect(store.submission(id)!.score).toBe(10);
   });
 
