@@ -4,6 +4,7 @@
 import { ApiPromise, WsProvider } from "@polkadot/api";
 import { createLogger, type Logger } from "../log.ts";
 import { ChainError } from "./errors.ts";
+import { connectGuarded } from "./frames.ts";
 import { SUBTENSOR_SIGNED_EXTENSIONS } from "./extensions.ts";
 
 export interface ConnectionOptions {
@@ -88,7 +89,8 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   // Callers waiting for the socket: `check` resolves them once usable, `fail` rejects them on close.
   const waiters = new Set<{ check: () => void; fail: (e: Error) => void }>();
 
-  const dial = () => provider.connect().catch(() => schedule());
+  // A malformed frame closes the socket (frames.ts); the close that follows redials and says why.
+  const dial = () => connectGuarded(provider, (why) => (lastError = why)).catch(() => schedule());
   function schedule() {
     if (closed || timer) return;
     // Full jitter keeps a fleet of validators from redialling a restarted node in lockstep.
@@ -108,17 +110,28 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   }
 
   provider.on("connected", () => {
-    if (everConnected) {
+    lastError = null;
+  });
+  // Lost since the node last answered sensibly.
+  let dropped = false;
+  // An open socket is not yet a working node: the backoff starts over only once the node has answered (the
+  // API ready, or a round trip after a redial), so one that accepts and then sends garbage is redialled ever
+  // more slowly.
+  function markUsable() {
+    usable = true;
+    if (everConnected && dropped) {
       reconnectCount++;
       log.info(`reconnected to ${url} after ${attempt} attempt(s)`);
     }
     everConnected = true;
+    dropped = false;
     attempt = 0;
-    lastError = null;
-  });
+    for (const w of waiters) w.check();
+  }
   provider.on("disconnected", () => {
     if (closed) return;
-    if (everConnected && attempt === 0) log.warn(`connection to ${url} lost${lastError ? ` (${lastError})` : ""}; redialling with backoff`);
+    if (everConnected && !dropped) log.warn(`connection to ${url} lost${lastError ? ` (${lastError})` : ""}; redialling with backoff`);
+    dropped = true;
     for (const fn of dropListeners) fn();
     schedule();
   });
@@ -134,17 +147,12 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
   api.isReadyOrError.catch(() => {});
   // Ready again after each reconnect once metadata is reloaded; waiters poll the flag this sets.
   let usable = false;
-  api.on("ready", () => {
-    usable = true;
-  });
+  api.on("ready", markUsable);
   api.on("connected", () => {
     // On reconnect to the same chain the API does not emit "ready" again; a round trip proves it works.
     api.rpc.chain
       .getHeader()
-      .then(() => {
-        usable = true;
-        for (const w of waiters) w.check();
-      })
+      .then(markUsable)
       .catch(() => {});
   });
   api.on("disconnected", () => {
@@ -171,7 +179,7 @@ export async function openConnection(url: string, opts: ConnectionOptions = {}):
     await api.disconnect().catch(() => {});
     throw outcome;
   }
-  usable = true;
+  markUsable();
 
   return {
     api,
