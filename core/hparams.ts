@@ -27,7 +27,7 @@ export const HParams = z.object({
   min_blocks_between_commits: z.number().int().nonnegative().describe("One accepted submission per hotkey per this many blocks (by reveal block)."),
   burn_uid: z.number().int().min(0).max(65535).describe("UID receiving the burn share, and everything when there is no eligible leader."),
   burn_rate: z.number().min(0).max(1).describe("Share of weight burned; the leader gets the rest (winner takes all)."),
-  min_success_rate: z.number().min(0).max(1).describe("Share of runs that must succeed for a score."),
+  min_success_rate: z.number().min(0).max(1).describe("Share of runs that must verify for a score; only failures that prove nothing about honesty (timeout, crash, out of memory) count against it, a failed verification disqualifies."),
   leader_threshold: z.number().min(0).describe("A challenger must beat the leader’s TPS by more than this fraction (0.01 = 1%); ties go to the earlier submission."),
   weights_version_key: z.number().int().nonnegative().describe("`version_key` sent with set_weights."),
   max_code_bytes: z.number().int().positive().describe("Largest train.py accepted (bytes, streamed cap)."),

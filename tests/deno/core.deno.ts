@@ -13,6 +13,8 @@ import { memoryLogger } from "../../core/log.ts";
 import { createPipeline } from "../../core/pipeline.ts";
 import { defineExecutor, defineSource } from "../../core/plugin.ts";
 import { normalizeU16 } from "../../core/scoring.ts";
+import { lockStore } from "../../core/storage/lock.ts";
+import { openDatabase, sqliteErrorCode } from "../../core/storage/sqlite.ts";
 import { Store } from "../../core/storage/store.ts";
 import { decrypt, encrypt, QUICKNET } from "../../core/timelock/index.ts";
 import { z } from "zod";
@@ -60,4 +62,32 @@ Deno.test("the fetcher refuses loopback unless allowed", async () => {
 Deno.test("u16 weights and timelock behave as on Bun", () => {
   assert.deepEqual(normalizeU16([0, 1, 2], [0.1, 0.3, 0.6]).weights, [10922, 32768, 65535]);
   assert.throws(() => decrypt(encrypt(new TextEncoder().encode("hi"), 1000n, QUICKNET.publicKey), new Uint8Array(48)));
+});
+
+Deno.test("one writer per store, a deleted store noticed, and SQLite's codes read from node:sqlite's errors", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "crusades-deno-lock-"));
+  try {
+    const path = join(dir, "v.db");
+    const lock = await lockStore(path);
+    await assert.rejects(lockStore(path), (e: Error & { code?: string }) => e.code === "store_locked" && e.message.includes(`pid ${process.pid} on `));
+    lock.release();
+    (await lockStore(path)).release();
+
+    const db = await openDatabase(path);
+    const other = await openDatabase(path);
+    try {
+      other.exec("PRAGMA busy_timeout = 0");
+      db.exec("BEGIN IMMEDIATE");
+      assert.throws(() => other.exec("BEGIN IMMEDIATE"), (e: unknown) => sqliteErrorCode(e) === 5);
+      db.exec("ROLLBACK");
+      assert.equal(db.lost(), null);
+      rmSync(path);
+      assert.equal(db.lost(), `${path} was deleted after it was opened`);
+    } finally {
+      other.close();
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
