@@ -186,6 +186,7 @@ describe("pipeline", () => {
     expect(store.submission("a")).toMatchObject({ error_code: null, score: 101, successful_runs: 2 });
     const loud = log.lines.filter((l) => / error /.test(l) && l.includes("the evaluation harness failed (harness_error: reference run died)"));
     expect(loud).toHaveLength(2);
+    expect(log.lines.some((l) => l.includes("run 1/3 of a started (attempt 2, the previous one ended in a harness_error)"))).toBe(true);
   });
 
   test("an executor that throws or returns garbage gives a failed run, not a crash", async () => {

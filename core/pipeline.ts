@@ -213,7 +213,9 @@ export function createPipeline(o: PipelineOptions) {
     const rlog = log.child({ submission: sub.id, run: of });
     inFlight.set(request.task_id, { submissionId: sub.id, runIndex: run.run_index, startedAt: Date.now() });
     setStatus({ state: "evaluating" });
-    rlog.info(`run ${of} of ${sub.id} started${run.attempts > 1 ? ` (attempt ${run.attempts}, the previous one was interrupted)` : ""}`);
+    const harnessKey = `harness_error:${sub.id}:${run.run_index}`;
+    const rerun = run.attempts > 1 && store.getState<{ attempt: number }>(harnessKey)?.attempt === run.attempts - 1;
+    rlog.info(`run ${of} of ${sub.id} started${run.attempts > 1 ? ` (attempt ${run.attempts}, the previous one ${rerun ? "ended in a harness_error" : "was interrupted"})` : ""}`);
     let result: EvaluationResult;
     try {
       const onSlot = (slot: string) => {
@@ -233,14 +235,13 @@ export function createPipeline(o: PipelineOptions) {
       setStatus({ state: inFlight.size ? "evaluating" : "idle" });
       return false;
     }
-    const harnessKey = `harness_error:${sub.id}:${run.run_index}`;
     if (result.error?.code === "harness_error" && store.getState(harnessKey) === undefined) {
       // Ours, not the miner's: said loudly, and the run runs once more. Only once: a worker that found a new
       // way to cause it must not re-roll its slow runs; a second one counts as an unsuccessful run.
       rlog.error(`run ${of} of ${sub.id}: the evaluation harness failed (harness_error: ${result.error.message}); this is the validator's fault, not the submission's: check the executor and its image; running it once more`);
       await durably(`the harness_error of run ${of} of ${sub.id}`, () =>
         store.db.transaction(() => {
-          store.setState(harnessKey, { taskId: request.task_id, message: result.error!.message, at: Date.now() });
+          store.setState(harnessKey, { attempt: run.attempts, taskId: request.task_id, message: result.error!.message, at: Date.now() });
           store.releaseRun(sub.id, run.run_index, request.task_id);
         }),
       );
