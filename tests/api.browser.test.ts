@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { Store } from "../core/storage/store.ts";
 import { startApi, type RunningApi } from "./fixtures/api-server.ts";
 import { seedBulk, seedScenario, type Scenario } from "./fixtures/seed-db.ts";
 import { requireService } from "./services.ts";
@@ -115,6 +116,32 @@ describe.skipIf(!ready)("dashboard", () => {
     await page.waitForFunction(() => document.querySelector("#code")?.textContent?.includes("once the evaluation has finished"));
     expect(await page.textContent("#d-facts")).toContain("URL shown after evaluation");
     expect(errors.filter((e) => !e.includes("401"))).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  test("the device pool: each slot, what it runs, and the one taken out with why", async () => {
+    const store = await Store.open(join(dir, "bulk.db"));
+    const now = Date.now();
+    const status = store.getState<Record<string, unknown>>("validator:status") ?? {};
+    const run = { submissionId: "chain:3:1:5Fslot", runIndex: 1, startedAt: now };
+    store.setState("validator:status", {
+      ...status,
+      state: "evaluating",
+      updatedAt: now,
+      slots: [
+        { id: "gpu:0", host: null, devices: "GPU 0: NVIDIA H100 80GB HBM3", state: "busy", run, failures: 0, reason: null, runs: 12 },
+        { id: "gpu:1", host: null, devices: "GPU 1: NVIDIA H100 80GB HBM3", state: "out", run: null, failures: 3, reason: "3 runs in a row failed on the validator's side", runs: 9 },
+      ],
+    });
+    store.close();
+    const { page, errors } = await open(bulkApi.url);
+    await page.waitForSelector("#slots:not([hidden]) #slots-table tbody tr");
+    const rows = await page.$$eval("#slots-table tbody tr", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)));
+    expect(rows.map((r) => r[0])).toEqual(["gpu:0", "gpu:1"]);
+    expect(rows[0]![3]).toBe("5Fslot run 2");
+    expect(rows[1]![2]).toBe("out: 3 runs in a row failed on the validator's side");
+    expect(await page.textContent("#slots-note")).toBe("· 1 of 1 busy · 1 out of the pool");
+    expect(errors).toEqual([]);
     await page.close();
   }, 60_000);
 });
