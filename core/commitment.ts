@@ -104,7 +104,10 @@ export function parseCommitment(data: string): ParsedCommitment {
 // Priority goes to the commit block, so a commitment must stay sealed long enough that nobody can read
 // it before others could commit: its drand round may not open sooner than `reveal_blocks × block_time`
 // after its commit block's timestamp (chain time, never a local clock). The slack covers what an honest
-// miner cannot control: the round grid (one drand period) and the blocks its transaction waits.
+// miner cannot control: the round grid and the wait between reading the head's time and its transaction's
+// block (two blocks, a block counted as at least a drand period: on a fast test chain the wait is
+// machine time, not blocks). The CLI aims half the slack past the minimum, so that wait can be 1.5× the
+// slack before its commitment falls short.
 
 type BeaconClock = { genesisTime: number; period: number };
 
@@ -125,7 +128,11 @@ export function firstRoundFrom(t: number, beacon: BeaconClock): bigint {
   return BigInt(Math.max(1, Math.ceil((t - beacon.genesisTime) / beacon.period) + 1));
 }
 
-export const revealSlackSeconds = (rule: Pick<RevealRule, "blockTime">, beacon: BeaconClock) => beacon.period + 2 * rule.blockTime;
+export const revealSlackSeconds = (rule: Pick<RevealRule, "blockTime">, beacon: BeaconClock) => 2 * beacon.period + 2 * Math.max(rule.blockTime, beacon.period);
+
+/** Seconds after the chain's current time the CLI timelocks to, for a delay of `blocks`. */
+export const aimSeconds = (blocks: number, rule: Pick<RevealRule, "blockTime">, beacon: BeaconClock) =>
+  blocks * rule.blockTime + revealSlackSeconds(rule, beacon) / 2;
 
 export type RevealDelayRejection = { reason: "reveal_too_soon" | "reveal_too_late"; message: string };
 

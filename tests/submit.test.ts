@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { ApiPromise, WsProvider } from "@polkadot/api";
 import { SUBTENSOR_SIGNED_EXTENSIONS } from "../core/chain/extensions.ts";
 import { createLogger } from "../core/log.ts";
+import { revealSlackSeconds } from "../core/commitment.ts";
 import { QUICKNET } from "../core/timelock/index.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
@@ -175,12 +176,12 @@ describe("submit on a localnet: the timelock round comes from chain time, not th
       const block = Number(/committed in block (\d+)/.exec(r.stdout)?.[1]);
       const round = Number(/reveal round\s+(\d+)/.exec(r.stdout)?.[1]);
       const committedAt = Number(((await api.query.timestamp!.now!.at(await api.rpc.chain.getBlockHash(block))) as unknown as { toString(): string }).toString()) / 1000;
-      // Round R is published at genesis + (R − 1)·3 s: it must come 4 × 3 s after the commit block's
-      // time, no sooner than validators' slack allows and no later than the CLI's margin (one
-      // --block-time for the transaction's trip, one round of rounding).
+      // Round R is published at genesis + (R − 1)·3 s: it must open 4 × 3 s after the commit block's
+      // time, within validators' slack, and no later than the CLI's aim plus one round of rounding.
       const opensAfter = QUICKNET.genesisTime + (round - 1) * QUICKNET.period - committedAt;
-      expect(opensAfter).toBeGreaterThanOrEqual(12 - QUICKNET.period - 2 * 3);
-      expect(opensAfter).toBeLessThanOrEqual(12 + 3 + QUICKNET.period);
+      const slack = revealSlackSeconds({ blockTime: 3 }, QUICKNET);
+      expect(opensAfter).toBeGreaterThanOrEqual(12 - slack);
+      expect(opensAfter).toBeLessThanOrEqual(12 + slack / 2 + QUICKNET.period);
       expect(r.stdout).toMatch(new RegExp(`this machine's clock is ${offset > 0 ? "ahead of" : "behind"} the chain's by about 1 h`));
       expect(r.stdout).toContain("first commitment of those bytes wins");
     }, 60_000);

@@ -10,7 +10,7 @@ import { encodeAddress } from "@polkadot/util-crypto";
 import { createLogger, type Logger } from "../log.ts";
 import { normalizeU16 } from "../scoring.ts";
 import { encrypt, type BeaconInfo } from "../timelock/index.ts";
-import { MAX_TIMELOCK_CIPHERTEXT_BYTES, firstRoundFrom, roundPublishedAt } from "../commitment.ts";
+import { MAX_TIMELOCK_CIPHERTEXT_BYTES, aimSeconds, firstRoundFrom, roundPublishedAt } from "../commitment.ts";
 import { openConnection, type Connection } from "./connection.ts";
 import { ChainError } from "./errors.ts";
 import { assertSucceeded, submitTracked, type Inclusion } from "./extrinsic.ts";
@@ -379,10 +379,8 @@ export async function connectChain(opts: ChainOptions) {
       const [beacon, head] = await Promise.all([client.drandBeaconConfig(), client.chainTime()]);
       const clockOffsetSeconds = ((opts.clock ?? Date.now)() - head.ms) / 1000;
       // Chain time, never the local clock: validators measure the delay from the commit block's
-      // timestamp. The transaction lands about a block after the head; the round opens the full delay
-      // after that.
-      const sealFrom = head.ms / 1000 + opts.blockTime;
-      const revealRound = firstRoundFrom(sealFrom + opts.blocksUntilReveal * opts.blockTime, beacon);
+      // timestamp, which comes some blocks after this head (see aimSeconds).
+      const revealRound = firstRoundFrom(head.ms / 1000 + aimSeconds(opts.blocksUntilReveal, opts, beacon), beacon);
       const encrypted = encrypt(encodeScaleText(data), revealRound, beacon.publicKey);
       if (encrypted.length > MAX_TIMELOCK_CIPHERTEXT_BYTES) {
         throw new ChainError(

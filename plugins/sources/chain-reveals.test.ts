@@ -340,4 +340,25 @@ describe("chain-reveals on a localnet: priority by commit block", () => {
     expect(rejections.map((r) => [r.hotkey, r.reason])).toEqual([[d.hotkey, "code_taken"]]);
     expect(rejections[0]!.detail).toContain(`first committed by ${c.hotkey} at block ${start}`);
   }, 60_000);
+
+  test("once the node has pruned the state before a reveal, the commit block comes from LastCommitment and the times from block bodies", async () => {
+    const e = await commitAt(net.block() + 1, 0, commit(3, "https://gist.example/e/train.py"), 20);
+    const committedAt = net.block();
+    const revealedAt = await revealBlockOf(e.hotkey, committedAt);
+    const fresh = await chain.commitOrigin(3, e.hotkey, revealedAt);
+    expect(fresh).toEqual({ commitBlock: committedAt, commitTimeMs: timeOf(committedAt), revealRound: e.round, revealTimeMs: timeOf(revealedAt) });
+    // 600 more blocks (the localnet keeps 512 states), a millisecond apart so no pulses are due.
+    const last = timeOf(net.block());
+    for (let i = 1; i <= 600; i++) net.chain.produceBlock(last + i);
+    // A new connection: @polkadot/api caches what it read at a block hash.
+    const later = await connectChain({ network: net.url, log: createLogger({ level: "error" }), timeoutMs: 10_000 });
+    try {
+      expect(await later.commitOrigin(3, e.hotkey, revealedAt)).toEqual({ ...fresh!, revealRound: null });
+      // Committing again moves LastCommitment past the reveal: nothing on a pruning node says any more.
+      await commitAt(net.block() + 1, 0, commit(4, "https://gist.example/e/v2.py"), 20);
+      expect(await later.commitOrigin(3, e.hotkey, revealedAt)).toBeNull();
+    } finally {
+      await later.close();
+    }
+  }, 60_000);
 });
