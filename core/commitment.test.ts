@@ -1,7 +1,18 @@
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { beaconKeygen, encrypt } from "./timelock/index.ts";
-import { buildCommitment, codeHash, MAX_COMMITMENT_BYTES, MAX_TIMELOCK_CIPHERTEXT_BYTES, parseCommitment } from "./commitment.ts";
+import { beaconKeygen, encrypt, QUICKNET } from "./timelock/index.ts";
+import {
+  aimSeconds,
+  buildCommitment,
+  codeHash,
+  firstRoundFrom,
+  judgeRevealDelay,
+  MAX_COMMITMENT_BYTES,
+  MAX_TIMELOCK_CIPHERTEXT_BYTES,
+  parseCommitment,
+  revealSlackSeconds,
+  roundPublishedAt,
+} from "./commitment.ts";
 
 const CODE = "def inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n";
 const HASH = createHash("sha256").update(CODE).digest("hex").slice(0, 32);
@@ -88,5 +99,35 @@ describe("parseCommitment", () => {
       expect(r.reason).toBe(reason as "malformed");
       expect(r.message.length).toBeGreaterThan(0);
     }
+  });
+});
+
+describe("the reveal delay", () => {
+  const rule = { revealBlocks: 100, maxRevealBlocks: 400, blockTime: 12 };
+
+  test("firstRoundFrom gives the first round published at or after a time, never one before it", () => {
+    for (const t of [QUICKNET.genesisTime + 0.5, 1_750_000_000, 1_750_000_001, 1_750_000_002.9, 1_750_000_003]) {
+      const round = firstRoundFrom(t, QUICKNET);
+      expect(roundPublishedAt(round, QUICKNET)).toBeGreaterThanOrEqual(t);
+      expect(roundPublishedAt(round - 1n, QUICKNET)).toBeLessThan(t);
+    }
+  });
+
+  test("sealed from the minimum less the slack to the maximum plus it; either side is rejected with its reason", () => {
+    const slack = revealSlackSeconds(rule, QUICKNET);
+    expect(slack).toBe(2 * 3 + 2 * 12);
+    expect(judgeRevealDelay(1200 - slack, rule, QUICKNET)).toBeNull();
+    expect(judgeRevealDelay(4800 + slack, rule, QUICKNET)).toBeNull();
+    expect(judgeRevealDelay(1200 - slack - 1, rule, QUICKNET)?.reason).toBe("reveal_too_soon");
+    expect(judgeRevealDelay(-3600, rule, QUICKNET)?.message).toContain("at least reveal_blocks × block_time = 100 × 12 s = 1200 s");
+    expect(judgeRevealDelay(4800 + slack + 1, rule, QUICKNET)?.reason).toBe("reveal_too_late");
+    expect(judgeRevealDelay(Number.NaN, rule, QUICKNET)?.reason).toBe("reveal_too_soon");
+  });
+
+  test("the CLI's aim lands inside the window even when its transaction waits 1.5× the slack", () => {
+    const slack = revealSlackSeconds(rule, QUICKNET);
+    const aim = aimSeconds(rule.revealBlocks, rule, QUICKNET);
+    expect(judgeRevealDelay(aim - 1.5 * slack, rule, QUICKNET)).toBeNull();
+    expect(judgeRevealDelay(aim + QUICKNET.period, rule, QUICKNET)).toBeNull();
   });
 });
