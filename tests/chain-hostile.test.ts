@@ -80,7 +80,7 @@ test("a node that answers every request with garbage: a line per redial, then on
 test("one malformed frame in a running validator's connection: one line, a redial, and it keeps running", async () => {
   // A relay in front of the localnet that passes every frame both ways and can slip one in.
   const clients = new Set<ServerWebSocket<{ up: WebSocket; queue: string[] }>>();
-  const relay = Bun.serve<{ up: WebSocket; queue: string[] }, undefined>({
+  const relay = Bun.serve<{ up: WebSocket; queue: string[] }>({
     port: 0,
     hostname: "127.0.0.1",
     fetch(req, server) {
