@@ -371,6 +371,7 @@ export class ApiQueries {
           checks,
           device: typeof device?.name === "string" ? device.name : null,
           slot: typeof diagnostics?.slot === "string" ? diagnostics.slot : null,
+          data_sha256: typeof result?.data_sha256 === "string" ? result.data_sha256 : null,
           started_at: isoOrNull(r.started_at),
           finished_at: isoOrNull(r.finished_at),
         };

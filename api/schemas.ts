@@ -192,6 +192,7 @@ export const Run = z.object({
   checks: z.array(z.object({ name: z.string(), passed: z.boolean(), value: z.number().nullable(), bound: z.string().nullable(), detail: z.string().optional() })),
   device: z.string().nullable().describe("device name the run used"),
   slot: z.string().nullable().describe("the slot of the executor's device pool the run held (see the validator status)"),
+  data_sha256: z.string().nullable().describe("sha256 of the token shard the run's batches were cut from; null for synthetic tokens"),
   started_at: Timestamp.nullable(),
   finished_at: Timestamp.nullable(),
 });

@@ -35,6 +35,8 @@ export const BenchmarkSettings = z.object({
   warmup_steps: z.number().int().nonnegative(),
   /** Token shard (.npy/.bin of uint32) for the benchmark profile; null means seeded synthetic tokens. */
   data_path: z.string().nullable(),
+  /** sha256 the shard's file must have (hparams pins it); the harness refuses any other. Absent or null: unpinned. */
+  data_sha256: hex(64).nullable().optional(),
   timeout_seconds: z.number().positive(),
   /** Train under bf16 autocast over fp32 master weights (GPUs; `tiny-bf16` on a CPU), else plain fp32. */
   autocast: z.boolean(),
@@ -147,6 +149,8 @@ export const EvaluationResult = z.object({
   total_time_seconds: z.number().nonnegative(),
   error: z.object({ code: ErrorCode, message: z.string() }).nullable(),
   checks: z.array(Check),
+  /** sha256 of the token shard's file the run's batches were cut from; null for synthetic tokens, or a run that ended before reading it. */
+  data_sha256: hex(64).nullable(),
   device: z.object({ type: z.string(), name: z.string(), peak_flops: z.number().nullable() }),
   diagnostics: z.record(z.string(), z.unknown()),
 });
@@ -172,6 +176,7 @@ export function failedResult(
     total_time_seconds: 0,
     error: { code, message },
     checks: [],
+    data_sha256: null,
     device: { type: "unknown", name: "unknown", peak_flops: null },
     diagnostics,
   };

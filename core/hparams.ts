@@ -20,6 +20,7 @@ export const HParams = z.object({
   benchmark_batch_size: z.number().int().positive().describe("Rows per batch."),
   benchmark_sequence_length: z.number().int().min(2).describe("Tokens per row; expected tokens = batch × sequence × steps."),
   benchmark_data_path: z.string().nullable().describe("Token shard written by `local_test/setup_benchmark.py`; null = seeded synthetic tokens."),
+  benchmark_data_sha256: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex characters").nullable().describe("sha256 of the token shard's file (`sha256sum`): a validator whose shard differs refuses to start, and the harness refuses to run on another; null = unpinned (a warning at start)."),
   eval_timeout: z.number().positive().describe("Hard wall-clock limit of one evaluation in seconds (benchmark profile); the executor kills the run after it."),
   reveal_blocks: z.number().int().positive().describe("Blocks until a commitment’s timelock opens (about 20 minutes at 12 s)."),
   block_time: z.number().positive().describe("Seconds per block, for the drand round of a reveal."),
@@ -74,6 +75,7 @@ export function benchmarkSettings(h: HParams, profile: Profile): BenchmarkSettin
       eval_steps: h.eval_steps,
       warmup_steps: h.warmup_steps,
       data_path: h.benchmark_data_path,
+      data_sha256: h.benchmark_data_sha256,
       timeout_seconds: h.eval_timeout,
       autocast: true,
     };

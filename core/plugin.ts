@@ -69,12 +69,24 @@ export interface SlotStatus {
   runs: number;
 }
 
+/** A token shard as an executor provides it. */
+export interface TokenShard {
+  /** Where the file is, for people: a path on this machine, or host:path. */
+  where: string;
+  sha256: string;
+}
+
 export interface Executor {
   kind: "executor";
   name: string;
   options: unknown;
   /** Prepare (build images, connect). Called once before the first evaluation. */
   init?(log: Logger): Promise<void>;
+  /**
+   * The token shard the harness reads under this executor when a request names `dataPath` (its
+   * benchmark.data_path), with the sha256 of the file; null when there is none there. Checked at start.
+   */
+  tokenShard?(dataPath: string, log: Logger): Promise<TokenShard | null>;
   /**
    * Runs one evaluation. Must resolve with a result (use `failedResult` for transport failures);
    * the core validates it with `parseResult` anyway.

@@ -31,7 +31,8 @@ def benchmark_settings(hp: dict, profile: str) -> dict:
         return {"profile": profile, "model_config": hp["benchmark_model_config"],
                 "batch_size": hp["benchmark_batch_size"], "sequence_length": hp["benchmark_sequence_length"],
                 "eval_steps": hp["eval_steps"], "warmup_steps": hp["warmup_steps"],
-                "data_path": hp["benchmark_data_path"], "timeout_seconds": hp["eval_timeout"], "autocast": True}
+                "data_path": hp["benchmark_data_path"], "data_sha256": hp["benchmark_data_sha256"],
+                "timeout_seconds": hp["eval_timeout"], "autocast": True}
     return {"profile": profile, **{k: v for k, v in hp["profiles"][profile].items() if k != "verification"}}
 
 
@@ -129,6 +130,8 @@ def report(doc: dict) -> str:
     lines = [f"run {doc['run_index']}: {'VERIFIED' if doc['success'] else 'REJECTED'}"
              f"  tps {doc['tps']:,.1f}  window {doc['wall_time_seconds']:.3f}s  total {doc['total_time_seconds']:.1f}s"
              + (f"  mfu {doc['mfu']:.1%}" if doc["mfu"] is not None else "")]
+    if doc.get("data_sha256"):
+        lines.append(f"  token shard sha256 {doc['data_sha256']}")
     if doc["error"]:
         lines.append(f"  error {doc['error']['code']}: {doc['error']['message']}")
     for c in doc["checks"]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bun
 // The validator: reads submissions from its sources, evaluates them with its executor, scores them and
 // hands scores and weights to its sinks, all as configured in crusades.config.ts.
-// Exit codes: 0 done or stopped by a signal, 1 failed (hotkey not registered, chain unreachable, events
-// left undelivered after --once), 2 bad usage, config or database path.
+// Exit codes: 0 done or stopped by a signal, 1 failed (hotkey not registered, chain unreachable, token
+// shard missing or not the one hparams pins, events left undelivered after --once), 2 bad usage, config or
+// database path.
 // A store that is deleted, or a result that cannot be stored, stops it with exit 1 (a supervisor restarts
 // it and the run is re-queued); another validator already writing the same database, exit 2.
 import { mkdirSync } from "node:fs";
@@ -14,6 +15,7 @@ import { UserError } from "../core/errors.ts";
 import { benchmarkSettings, defaultHParamsPath, loadHParams, type HParams } from "../core/hparams.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { createPipeline } from "../core/pipeline.ts";
+import { checkTokenShard } from "../core/token-shard.ts";
 import { createScheduler, type WeightsClock } from "../core/scheduler.ts";
 import { lockStore } from "../core/storage/lock.ts";
 import type { StoreFailure } from "../core/storage/sqlite.ts";
@@ -109,6 +111,8 @@ async function main(): Promise<number> {
   const a = args();
   const config = await loadConfig(a.config, registry);
   const hparams = readHParams(config);
+  // Before the chain and the store: a validator holding another token shard than the pinned one scores nothing.
+  await checkTokenShard(benchmarkSettings(hparams, config.profile), config.executor, log.child({ executor: config.executor.name }));
   const dbPath = resolve(config.database);
   mkdirSync(dirname(dbPath), { recursive: true });
   // One writer per store, before anything else: a second validator on it (`--once` by hand beside the

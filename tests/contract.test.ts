@@ -49,6 +49,7 @@ import env
 doc = json.load(sys.stdin)
 print(json.dumps(env.schema_errors(doc, sys.argv[1])))
 `;
+const checkSchemas = checkSchema.replace("print(json.dumps(env.schema_errors(doc, sys.argv[1])))", "print(json.dumps([env.schema_errors(d, sys.argv[1]) for d in doc]))");
 
 describe("evaluation documents across TS and Python", () => {
   test("a TS-built request validates against the Python side's schema; a broken one does not", () => {
@@ -58,7 +59,14 @@ describe("evaluation documents across TS and Python", () => {
     expect(JSON.parse(ok.stdout)).toEqual([]);
     const broken = python(["-c", checkSchema, "evaluation-request.schema.json"], JSON.stringify({ ...req, run_index: -1 }));
     expect(JSON.parse(broken.stdout).join(" ")).toContain("run_index");
-  }, 60_000);
+    // The shard pin crosses too: a sha256, or null; anything else is refused on both sides.
+    const pinned = { ...req, benchmark: { ...req.benchmark, data_path: "data/benchmark/tokens.npy", data_sha256: "0".repeat(64) } };
+    const badPin = { ...req, benchmark: { ...req.benchmark, data_sha256: "not-a-hash" } };
+    expect([EvaluationRequest.safeParse(pinned).success, EvaluationRequest.safeParse(badPin).success]).toEqual([true, false]);
+    const [pinnedErrors, badPinErrors] = JSON.parse(python(["-c", checkSchemas, "evaluation-request.schema.json"], JSON.stringify([pinned, badPin])).stdout);
+    expect(pinnedErrors).toEqual([]);
+    expect(badPinErrors.join(" ")).toContain("data_sha256");
+  }, 180_000);
 
   test("a rejected submission's result parses in TS with its code and echoes the request", () => {
     const req = request("def inner_steps(model, data_iterator, optimizer, num_steps, device)\n    pass\n");
@@ -77,7 +85,14 @@ describe("evaluation documents across TS and Python", () => {
     expect(result.tps).toBeGreaterThan(0);
     expect(result.total_tokens).toBe(req.benchmark.batch_size * req.benchmark.sequence_length * req.benchmark.eval_steps);
     expect(result.checks.every((c) => c.passed)).toBe(true);
+    // Synthetic tokens (the tiny profile): no shard, and the result says so.
+    expect(result.data_sha256).toBeNull();
     // The same document presented for another request is refused, not trusted.
     expect(parseResult(request("x = 1\n"), raw).error?.code).toBe("invalid_result");
+    // Every result names its shard: a document without data_sha256, or with something else than a sha256, is refused.
+    const { data_sha256: _, ...unnamed } = raw;
+    expect(parseResult(req, unnamed).error?.code).toBe("invalid_result");
+    expect(parseResult(req, { ...raw, data_sha256: "tokens.npy" }).error?.code).toBe("invalid_result");
+    expect(parseResult(req, { ...raw, data_sha256: "a".repeat(64) }).data_sha256).toBe("a".repeat(64));
   }, 300_000);
 });

@@ -121,7 +121,7 @@ while not os.path.exists(os.path.join(inbox, "stop")):
     else:
         doc = {"schema_version": 1, "task_id": req["task_id"], "submission_id": req["submission_id"], "run_index": req["run_index"],
                "success": True, "tps": 100.0, "mfu": None, "total_tokens": 1, "wall_time_seconds": 1.0, "total_time_seconds": 1.0,
-               "error": None, "checks": [], "device": {"type": "cpu", "name": "cpu", "peak_flops": None}, "diagnostics": {}}
+               "error": None, "checks": [], "data_sha256": None, "device": {"type": "cpu", "name": "cpu", "peak_flops": None}, "diagnostics": {}}
         json.dump(doc, open(os.path.join(outbox, f"result-{n}.json"), "w"))
     open(os.path.join(outbox, f"status-{n}"), "w").write(status)
     n += 1

@@ -241,9 +241,10 @@ class _LogPump(threading.Thread):
 # ---------------------------------------------------------------------------------------------------
 # One evaluation.
 
-def _tokens_message(op: str, seed_hex: str, purpose: str, steps: int, bench: dict, vocab: int) -> tuple[dict, "torch.Tensor"]:
+def _tokens_message(op: str, seed_hex: str, purpose: str, steps: int, bench: dict, vocab: int,
+                    shard) -> tuple[dict, "torch.Tensor"]:
     tokens = workload.make_tokens(workload.derive_seed(seed_hex, purpose + "-data"), steps, bench["batch_size"],
-                                  bench["sequence_length"], vocab, _data_path(bench))
+                                  bench["sequence_length"], vocab, shard)
     return {"op": op, "init_seed": workload.derive_seed(seed_hex, purpose + "-init"), "shape": list(tokens.shape),
             "tokens": base64.b64encode(tokens.numpy().astype("<i4").tobytes()).decode()}, tokens
 
@@ -285,7 +286,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
     bench = request["benchmark"]
     ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
     base = dict(schema_version=1, **ident, success=False, tps=0.0, mfu=None, total_tokens=0,
-                wall_time_seconds=0.0, total_time_seconds=0.0, error=None, checks=[],
+                wall_time_seconds=0.0, total_time_seconds=0.0, error=None, checks=[], data_sha256=None,
                 device={"type": device.type, "name": device.type, "peak_flops": None}, diagnostics={})
     diag = base["diagnostics"]
     timings = diag.setdefault("timings", {})
@@ -306,11 +307,22 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         config = workload.config_from(raw_config)
     except (OSError, ValueError, KeyError) as e:
         return finish({"code": "harness_error", "message": f"cannot load the model config: {e}"})
-    shard = _data_path(bench)
-    if shard is not None and not os.path.exists(shard):
-        return finish({"code": "harness_error", "message": f"the token shard {shard} does not exist: write it with "
-                                                           "python3 local_test/setup_benchmark.py (real text; with "
-                                                           "synthetic tokens the loss check sees nothing)"})
+    shard, shard_path = None, _data_path(bench)
+    if shard_path is not None:
+        # Read whole, before any miner code runs; every batch of the run is cut from these bytes.
+        try:
+            shard, base["data_sha256"] = workload.read_shard(shard_path)
+        except FileNotFoundError:
+            return finish({"code": "harness_error", "message": f"the token shard {shard_path} does not exist: write it "
+                                                               "with python3 local_test/setup_benchmark.py (real text; "
+                                                               "with synthetic tokens the loss check sees nothing)"})
+        except (OSError, ValueError) as e:
+            return finish({"code": "harness_error", "message": f"cannot read the token shard {shard_path}: {e}"})
+        pin = bench.get("data_sha256")
+        if pin is not None and pin != base["data_sha256"]:
+            return finish({"code": "harness_error", "message": f"the token shard {shard_path} has sha256 "
+                                                               f"{base['data_sha256']}, not the {pin} hparams pins: "
+                                                               "this validator's shard is not the competition's"})
     vocab, steps = config.vocab_size, bench["eval_steps"]
     expected_tokens = bench["batch_size"] * bench["sequence_length"] * steps
     logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)
@@ -334,7 +346,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         base["device"].update(name=device_name, peak_flops=peak)
 
         t = time.perf_counter()
-        run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab)
+        run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab, shard)
         key = workload.derive_seed(request["seed"], "timed-sketch")
         ref = _reference(config, device, bench, request, tokens, run_msg["init_seed"], layout, logits_shape, key)
         timings["reference_s"] = time.perf_counter() - t
@@ -355,7 +367,8 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         timings["import_s"] = time.perf_counter() - t
         if bench["warmup_steps"] > 0:  # the whole protocol once, sketches included, on other weights and data
             t = time.perf_counter()
-            warm_msg, _ = _tokens_message("warmup", request["seed"], "warmup", bench["warmup_steps"], bench, vocab)
+            warm_msg, _ = _tokens_message("warmup", request["seed"], "warmup", bench["warmup_steps"], bench, vocab,
+                                          shard)
             worker.send(warm_msg)
             worker.recv("warmup", deadline, "the warm-up call", limit, report.RUN_FIELDS)
             worker.send({"op": "sketch", "key": workload.derive_seed(request["seed"], "warmup-sketch")})
@@ -494,6 +507,7 @@ def _run(source: str, result: Path, started: float, worker: WorkerProcess, devic
         doc = {"schema_version": 1, **{k: request[k] for k in ("task_id", "submission_id", "run_index")},
                "success": False, "tps": 0.0, "mfu": None, "total_tokens": 0, "wall_time_seconds": 0.0,
                "total_time_seconds": time.perf_counter() - started, "checks": [], "diagnostics": {},
+               "data_sha256": None,
                "device": {"type": "unknown", "name": "unknown", "peak_flops": None},
                "error": {"code": "harness_error", "message": f"{type(e).__name__}: {e}"}}
     problems = schema_errors(doc, "evaluation-result.schema.json")

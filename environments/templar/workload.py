@@ -2,6 +2,7 @@
 batches, and the reference training loop. The supervisor and the worker both import this module, so the
 two sides build bit-identical inputs from the same seeds without shipping weights between processes."""
 import hashlib
+import io
 import json
 import os
 
@@ -110,22 +111,43 @@ def init_weights(model: torch.nn.Module, seed: int, std: float) -> None:
         _draw(gen, name, p, std)
 
 
-def make_tokens(seed: int, count: int, batch: int, seq: int, vocab: int, data_path: str | None) -> torch.Tensor:
+def read_shard(path: str) -> tuple[np.ndarray, str]:
+    """A token shard (flat uint32 .npy, or raw little-endian uint32 .bin) and the sha256 of its file, from one
+    read: the hash is of the very bytes the batches are cut from, whatever happens to the file afterwards."""
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if path.endswith(".npy"):
+        header = io.BytesIO(data)
+        major, _ = np.lib.format.read_magic(header)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(header)
+        if len(shape) != 1 or fortran or dtype.kind != "u":
+            raise ValueError(f"{path}: expected a flat array of unsigned token ids, got {dtype} of shape {shape}")
+        tokens = np.frombuffer(data, dtype=dtype, count=shape[0], offset=header.tell())
+    else:
+        tokens = np.frombuffer(data, dtype="<u4", count=len(data) // 4)
+    return tokens, digest
+
+
+def make_tokens(seed: int, count: int, batch: int, seq: int, vocab: int,
+                shard: np.ndarray | str | None) -> torch.Tensor:
     """`count` batches of (batch, seq) token ids, shape (count, batch, seq). Synthetic when there is no shard:
-    uniform ids from a seeded generator. With a shard (flat uint32 .npy or raw .bin), rows start at seeded
+    uniform ids from a seeded generator. With a shard (read_shard's tokens, or its path), rows start at seeded
     random offsets, so neither the rows nor their order can be known before the seed is."""
     gen = torch.Generator().manual_seed(seed)
-    if data_path is None:
+    if shard is None:
         return torch.randint(0, vocab, (count, batch, seq), generator=gen, dtype=torch.long)
-    shard = np.load(data_path, mmap_mode="r", allow_pickle=False) if data_path.endswith(".npy") \
-        else np.memmap(data_path, dtype=np.uint32, mode="r")
-    if shard.ndim != 1 or shard.shape[0] < seq + 1:
-        raise ValueError(f"{data_path}: expected a flat token array longer than {seq}, got shape {shard.shape}")
+    if isinstance(shard, str):
+        shard = read_shard(shard)[0]
+    if shard.shape[0] < seq + 1:
+        raise ValueError(f"the token shard holds {shard.shape[0]} tokens, fewer than one row of {seq} needs")
     starts = torch.randint(0, shard.shape[0] - seq, (count * batch,), generator=gen).tolist()
     rows = np.stack([np.asarray(shard[s:s + seq], dtype=np.int64) for s in starts])
     tokens = torch.from_numpy(rows).view(count, batch, seq)
     if int(tokens.max()) >= vocab:
-        raise ValueError(f"{data_path}: token id {int(tokens.max())} outside the model's vocabulary ({vocab})")
+        raise ValueError(f"the token shard holds token id {int(tokens.max())}, outside the model's vocabulary "
+                         f"({vocab})")
     return tokens
 
 

@@ -6,16 +6,16 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { fileSha256, limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
-import { CONTAINER_OUT, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { CONTAINER_OUT, containerDataPath, createOptions, LABEL_VALIDATOR, MODES, requireWorkerDrop, SandboxOptions, sandboxSpec, servedDataPath, serveCommand } from "./sandbox.ts";
 import { SERVER_IDLE_MARGIN_SECONDS, SessionPool, type Output, type ServerHandle } from "./session.ts";
 import { buildSlots, localDevices, poolOptions, probeAll, probeArgs, slotPresent, SlotPool, type Slot } from "./slots.ts";
 
@@ -69,6 +69,12 @@ export const dockerExecutor = defineExecutor("docker", DockerExecutorOptions, (o
 
   return {
     init: (log) => prepare(log),
+
+    async tokenShard(dataPath) {
+      const host = shardSource(opts);
+      const sha256 = host !== null && dataPath === servedDataPath() ? await fileSha256(host) : null;
+      return sha256 ? { where: host!, sha256 } : null;
+    },
     slots: () => slots?.status() ?? [],
 
     async evaluate(request: EvaluationRequest, ctx) {
@@ -154,7 +160,7 @@ async function probeContainer(docker: Docker, opts: DockerExecutorOptions, slot:
 async function startContainer(docker: Docker, opts: DockerExecutorOptions, slot: Slot, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
   const { dir, inDir, outDir } = await runDirs(log);
   const run = { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(opts.idleSeconds + SERVER_IDLE_MARGIN_SECONDS) };
-  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir }), slot);
+  const create = createOptions(opts, opts, sandboxSpec(opts, run, { inDir, outDir, shard: shardMount(opts) }), slot);
   let container: Docker.Container | undefined;
   const remove = async () => {
     await container?.remove({ force: true, v: true }).catch((e: Error) => {
@@ -184,6 +190,19 @@ async function startContainer(docker: Docker, opts: DockerExecutorOptions, slot:
     (e: Error): RunEnd => ({ kind: "failed", message: `docker: ${e.message}` }),
   );
   return { inDir, outDir, read: (name) => copyOut(started, `${CONTAINER_OUT}/${name}`), exited, kill: remove };
+}
+
+/** The token shard on this machine: `dataPath`, by default hparams `benchmark_data_path` in this checkout. */
+function shardSource(opts: DockerExecutorOptions): string | null {
+  const served = servedDataPath();
+  if (served === null || opts.dataPath === null) return null;
+  return opts.dataPath === undefined ? resolve(repoRoot, served) : resolve(opts.dataPath);
+}
+
+/** The shard's read-only mount, when the file is there (else the harness says it is missing and how to write it). */
+function shardMount(opts: DockerExecutorOptions): { source: string; target: string } | null {
+  const source = shardSource(opts);
+  return source !== null && statSync(source, { throwIfNoEntry: false })?.isFile() ? { source, target: containerDataPath(opts, servedDataPath()!) } : null;
 }
 
 const MAX_RESULT_BYTES = 16 << 20;

@@ -1,6 +1,9 @@
 // What every executor shares about the evaluation harness: how it is invoked, how long it may take,
 // and how whatever it left behind becomes a result. Executors differ only in where and how isolated
 // the command runs.
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { z } from "zod";
 import { failedResult, parseResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
 import { loadHParams } from "../../core/hparams.ts";
@@ -29,6 +32,14 @@ export function limitOptions() {
  */
 export function wallClockLimitMs(request: EvaluationRequest, opts: { timeoutSeconds?: number; marginSeconds: number }): number {
   return Math.round((opts.timeoutSeconds ?? request.benchmark.timeout_seconds + opts.marginSeconds) * 1000);
+}
+
+/** sha256 of a file on this machine (a token shard), or null when there is no regular file at the path. */
+export async function fileSha256(path: string): Promise<string | null> {
+  if (!(await stat(path).catch(() => null))?.isFile()) return null;
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 export type RunEnd =

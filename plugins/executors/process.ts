@@ -4,13 +4,13 @@
 import { spawn } from "node:child_process";
 import { chmod, mkdtemp, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import type { EvaluationRequest } from "../../core/contracts.ts";
 import { repoRoot } from "../../core/hparams.ts";
 import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
-import { HARNESS_SCRIPT, limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
+import { fileSha256, HARNESS_SCRIPT, limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
 import { killTree, procStat } from "./process-tree.ts";
 import { serveArgs, SessionPool, type Output, type ServerHandle } from "./session.ts";
@@ -139,6 +139,13 @@ export const processExecutor = defineExecutor("process", ProcessExecutorOptions,
   return {
     init: (log) => prepare(log),
     slots: () => slots?.status() ?? [],
+
+    async tokenShard(dataPath) {
+      // The harness resolves a relative data_path against its checkout, the workdir.
+      const path = resolve(opts.workdir, dataPath);
+      const sha256 = await fileSha256(path);
+      return sha256 ? { where: path, sha256 } : null;
+    },
 
     async evaluate(request: EvaluationRequest, ctx) {
       const log = ctx.log.child({ executor: "process", submission: request.submission_id, run: request.run_index });

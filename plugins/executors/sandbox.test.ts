@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { failedResult } from "../../core/contracts.ts";
 import { tinyRequest } from "../../tests/executors/helpers.ts";
-import { bytes, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { bytes, containerDataPath, createOptions, dockerRunArgs, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
 
 const limits = { memory: "8g", shmSize: "2g", pidsLimit: 256 };
 const request = tinyRequest("def inner_steps(*a):\n    pass\n");
@@ -47,6 +47,20 @@ describe("sandbox policy", () => {
       expect(args).toContain(flag);
     }
     expect(args).toMatch(/--entrypoint python3 crusades-eval:cuda environments\/templar\/env\.py --serve \/run\/crusades\/in --results \/run\/crusades\/out --idle-seconds 120/);
+  });
+
+  test("the token shard is a read-only mount where the harness reads it, in both renderings; none without one", () => {
+    const opts = SandboxOptions.parse({});
+    expect(containerDataPath(opts, "/mnt/tokens.npy")).toBe("/mnt/tokens.npy");
+    // docker parses --mount as CSV: a path with a comma or a quote stays one field.
+    const shard = { source: '/data/a,b "x".npy', target: containerDataPath(opts, "data/benchmark/tokens.npy") };
+    expect(shard.target).toBe("/app/data/benchmark/tokens.npy");
+    const spec = sandboxSpec(opts, run, { ...dirs, shard });
+    expect(createOptions(opts, limits, spec, cpuSlot).HostConfig!.Mounts).toEqual([{ Type: "bind", Source: shard.source, Target: shard.target, ReadOnly: true }]);
+    const args = dockerRunArgs(opts, limits, spec, cpuSlot);
+    expect(args[args.indexOf("--mount") + 1]).toBe('type=bind,"src=/data/a,b ""x"".npy","dst=/app/data/benchmark/tokens.npy",readonly');
+    expect(createOptions(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot).HostConfig!.Mounts).toEqual([]);
+    expect(dockerRunArgs(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot)).not.toContain("--mount");
   });
 
   test("sizes parse like docker's", () => {

@@ -10,10 +10,12 @@
 // namespaces, that uid is the worker's wall (environments/templar/contain.py): everything it started is
 // killed by one kill(-1) under it, and what it left in /tmp, /dev/shm and SysV IPC is removed by owner. The request (seed included) and
 // the result directory are 0600/0700, so the worker can read neither; the root filesystem is read-only,
-// only /tmp (and /dev/shm) can be written, and there is no network.
+// only /tmp (and /dev/shm) can be written, and there is no network. The token shard is a read-only bind.
 import type { ContainerCreateOptions } from "dockerode";
+import { posix } from "node:path";
 import { z } from "zod";
 import { failedResult, type EvaluationRequest, type EvaluationResult } from "../../core/contracts.ts";
+import { loadHParams } from "../../core/hparams.ts";
 import { size } from "./harness.ts";
 import { serveArgs } from "./session.ts";
 import type { Slot } from "./slots.ts";
@@ -23,6 +25,7 @@ export const SandboxOptions = z.object({
   appDir: z.string().startsWith("/").default("/app").describe("Directory in the image holding environments/templar and hparams/models."),
   tmpfsSize: size("4g").default("4g").describe("Size of the /tmp tmpfs, which also holds the worker's compile caches."),
   validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default").describe("Labels this validator's containers and remote run dirs, so a restart removes what a crash left."),
+  dataPath: z.string().min(1).nullable().optional().describe("The token shard on the machine that runs the container (docker: this one; ssh: the remote host), mounted read-only where the harness reads hparams `benchmark_data_path`. Default: that path in this checkout (docker), under remoteRepo or the login's home (ssh); null: none."),
 });
 export type SandboxOptions = z.infer<typeof SandboxOptions>;
 
@@ -47,6 +50,15 @@ export const LABEL_SUBMISSION = "crusades.submission";
 /** The container's command: a warm server (session.ts) for all runs of one submission. */
 export const serveCommand = (idleSeconds: number) => ["python3", ...serveArgs(CONTAINER_IN, CONTAINER_OUT, idleSeconds)];
 
+/** The path requests name for the token shard (hparams `benchmark_data_path`); null when they name none. */
+export const servedDataPath = () => loadHParams().benchmark_data_path;
+
+/** Where the harness in the container reads the shard a request names: a relative path is inside appDir. */
+export const containerDataPath = (opts: SandboxOptions, dataPath: string) => (posix.isAbsolute(dataPath) ? dataPath : posix.join(opts.appDir, dataPath));
+
+/** One field of `--mount`, which docker parses as CSV: a path may hold commas or quotes. */
+const csv = (field: string) => `"${field.replace(/"/g, '""')}"`;
+
 export function bytes(s: string): number {
   const m = /^(\d+)([kmg]?)$/i.exec(s);
   if (!m) throw new Error(`not a size: ${s}`);
@@ -63,13 +75,15 @@ export interface SandboxSpec {
   /** Host directories: `in` (requests, read-only) and `out` (results, the only writable bind mount). */
   inDir: string;
   outDir: string;
+  /** The token shard: a host file, bind-mounted read-only at target. */
+  shard: { source: string; target: string } | null;
   tmpfs: Record<string, string>;
 }
 
 export function sandboxSpec(
   opts: SandboxOptions,
   run: { session: string; submissionId: string; command: string[] },
-  dirs: { inDir: string; outDir: string },
+  dirs: { inDir: string; outDir: string; shard?: { source: string; target: string } | null },
 ): SandboxSpec {
   return {
     name: `crusades-eval-${run.session}`,
@@ -87,6 +101,7 @@ export function sandboxSpec(
     },
     inDir: dirs.inDir,
     outDir: dirs.outDir,
+    shard: dirs.shard ?? null,
     // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp.
     tmpfs: { "/tmp": `rw,exec,nosuid,nodev,size=${opts.tmpfsSize},mode=1777` },
   };
@@ -131,6 +146,8 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
       ShmSize: bytes(limits.shmSize),
       Tmpfs: spec.tmpfs,
       Binds: [`${spec.inDir}:${CONTAINER_IN}:ro`, `${spec.outDir}:${CONTAINER_OUT}:rw`],
+      // A mount, not a bind: a missing source is an error instead of an empty directory made on the host.
+      Mounts: spec.shard ? [{ Type: "bind", Source: spec.shard.source, Target: spec.shard.target, ReadOnly: true }] : [],
       DeviceRequests: slot.gpus ? [{ Driver: "", Count: 0, DeviceIDs: slot.gpus, Capabilities: [["gpu"]], Options: {} }] : [],
       ...(slot.cpus ? { CpusetCpus: slot.cpus } : {}),
       Init: true,
@@ -147,6 +164,7 @@ export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: Sandbo
   if (slot.gpus) args.push("--gpus", `"device=${slot.gpus.join(",")}"`);
   if (slot.cpus) args.push("--cpuset-cpus", slot.cpus);
   for (const [k, v] of Object.entries(spec.labels)) args.push("--label", `${k}=${v}`);
+  if (spec.shard) args.push("--mount", ["type=bind", csv(`src=${spec.shard.source}`), csv(`dst=${spec.shard.target}`), "readonly"].join(","));
   for (const [path, o] of Object.entries(spec.tmpfs)) args.push("--tmpfs", `${path}:${o}`);
   for (const [k, v] of Object.entries(spec.env)) args.push("-e", `${k}=${v}`);
   args.push("--entrypoint", spec.command[0]!, opts.image, ...spec.command.slice(1));

@@ -14,7 +14,7 @@ import type { Logger } from "../../core/log.ts";
 import { defineExecutor } from "../../core/plugin.ts";
 import { limitOptions, resultOf, wallClockLimitMs, type RunEnd } from "./harness.ts";
 import { logStream } from "./log-stream.ts";
-import { CONTAINER_OUT, dockerRunArgs, LABEL_VALIDATOR, requireWorkerDrop, SandboxOptions, sandboxSpec, serveCommand } from "./sandbox.ts";
+import { CONTAINER_OUT, containerDataPath, dockerRunArgs, LABEL_VALIDATOR, requireWorkerDrop, SandboxOptions, sandboxSpec, servedDataPath, serveCommand } from "./sandbox.ts";
 import { SERVER_IDLE_MARGIN_SECONDS, serveArgs, SessionPool, type Output, type ServerFiles, type ServerHandle } from "./session.ts";
 import { buildSlots, DEVICES_SCRIPT, GpuSelection, hostDevicesOf, poolOptions, probeAll, probeArgs, slotPresent, SlotPool, SlotsOption, type Slot } from "./slots.ts";
 import { ConnectionLost, sshHost, type Session as Connection } from "./ssh-connection.ts";
@@ -61,12 +61,25 @@ export const SshExecutorOptions = SandboxOptions.extend({
 })
   .refine((o) => (o.host === undefined) !== (o.hosts === undefined), { path: ["host"], message: "give host, or hosts, not both" })
   .refine((o) => o.mode !== "direct" || o.remoteRepo, { path: ["remoteRepo"], message: "direct mode needs the path of a checkout on the host" })
+  .refine((o) => o.mode !== "direct" || o.dataPath === undefined, { path: ["dataPath"], message: "direct mode reads the token shard where requests name it, inside remoteRepo; dataPath is for docker mode" })
   .refine((o) => o.privateKeyPath || o.agent || process.env.SSH_AUTH_SOCK, { path: ["privateKeyPath"], message: "give a private key path, or an ssh-agent (agent or $SSH_AUTH_SOCK)" })
   .refine((o) => !o.privateKeyPath || existsSync(o.privateKeyPath), { path: ["privateKeyPath"], message: "no such file" });
 export type SshExecutorOptions = z.infer<typeof SshExecutorOptions>;
 
 /** Single-quotes for the remote POSIX shell. */
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The token shard on a host for requests naming `dataPath`, relative to shardBase: docker mode mounts
+ * `dataPath` (default: hparams `benchmark_data_path`), direct mode reads the request's own path.
+ */
+function remoteShardPath(opts: SshExecutorOptions, dataPath: string): string | null {
+  if (opts.mode === "direct") return dataPath;
+  return dataPath === servedDataPath() && opts.dataPath !== null ? (opts.dataPath ?? dataPath) : null;
+}
+
+/** Where a relative shard path starts on the host: remoteRepo, else the login's home (a bare `cd`). */
+const shardBase = (opts: SshExecutorOptions) => `cd ${opts.remoteRepo ? q(opts.remoteRepo) : ""}`;
 
 // Shell helpers run on the remote host. `killrun DIR` kills the process tree of the run in DIR (the pid
 // it recorded, checked against its command line so a recycled pid is never hit): frozen top-down with
@@ -161,6 +174,20 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
       for (const h of hosts) await h.conn.session(log, new AbortController().signal);
     },
     slots: () => slots?.status() ?? [],
+
+    async tokenShard(dataPath, log) {
+      const path = remoteShardPath(opts, dataPath);
+      if (path === null) return null;
+      // Every host must hold the same bytes: a run may land on any of them.
+      const found = await Promise.all(hosts.map(async (h) => {
+        const r = await (await h.conn.session(log, new AbortController().signal)).exec(`${shardBase(opts)} && S=$(readlink -e -- ${q(path)}) && [ -f "$S" ] && sha256sum -- "$S"`);
+        const m = /^([0-9a-f]{64}) [ *](.*)$/m.exec(r.stdout);
+        if (r.code !== 0 || !m) throw new Error(`${h.conn.where} has no token shard at ${path}${path.startsWith("/") ? "" : ` (in ${opts.remoteRepo ?? "the login's home"})`}`);
+        return { where: `${h.conn.where}:${m[2]}`, sha256: m[1]! };
+      }));
+      if (new Set(found.map((f) => f.sha256)).size > 1) throw new Error(`the hosts hold different token shards: ${found.map((f) => `${f.where} ${f.sha256}`).join(", ")}`);
+      return { where: found.map((f) => f.where).join(", "), sha256: found[0]!.sha256 };
+    },
 
     async evaluate(request: EvaluationRequest, ctx) {
       const log = ctx.log.child({ executor: "ssh", submission: request.submission_id, run: request.run_index });
@@ -265,8 +292,12 @@ const sftpFiles = (sftp: SFTPWrapper, call: SftpCall): ServerFiles => ({
 async function startServer(conn: Connection, opts: SshExecutorOptions, h: Host, slot: Slot, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
   const { prefix } = h;
   const where = h.conn.where;
-  const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"`);
-  const dir = made.stdout.trim();
+  // Docker mode: the token shard's absolute path on the host, on the line after the directory when it is a file there.
+  const served = opts.mode === "docker" ? servedDataPath() : null;
+  const shardPath = served === null ? null : remoteShardPath(opts, served);
+  const findShard = shardPath === null ? "" : ` && { (${shardBase(opts)} && S=$(readlink -e -- ${q(shardPath)}) && [ -f "$S" ] && echo "$S"); true; }`;
+  const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"${findShard}`);
+  const [dir = "", shard] = made.stdout.trim().split("\n");
   if (made.code !== 0 || !dir.startsWith(prefix)) throw new Error(`cannot create a run directory on ${where}: ${made.stderr.trim()}`);
   log.debug("remote run directory", { dir });
   const inDir = `${dir}/in`;
@@ -275,7 +306,8 @@ async function startServer(conn: Connection, opts: SshExecutorOptions, h: Host, 
   let container: string | undefined;
   let command: string;
   if (opts.mode === "docker") {
-    const spec = sandboxSpec(opts, { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(idle) }, { inDir, outDir });
+    const mount = shard ? { source: shard, target: containerDataPath(opts, served!) } : null;
+    const spec = sandboxSpec(opts, { session: randomBytes(12).toString("hex"), submissionId, command: serveCommand(idle) }, { inDir, outDir, shard: mount });
     spec.labels[LABEL_HOST] = h.tag;
     container = spec.name;
     command = `echo $$ > ${q(`${dir}/pid`)} && exec docker ${dockerRunArgs(opts, opts, spec, slot).map(q).join(" ")}`;

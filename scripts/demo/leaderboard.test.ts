@@ -38,6 +38,7 @@ const run = (i: number, error: [string, string] | null): Run => ({
   checks: [],
   device: "cpu",
   slot: null,
+  data_sha256: null,
   started_at: null,
   finished_at: null,
 });

@@ -1,8 +1,11 @@
 """The harness's command line: bad requests are refused without a document; everything else gets one."""
+import hashlib
 import json
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 from conftest import ENV_PY, HPARAMS, build_request, read_code, run_harness
 
@@ -69,3 +72,19 @@ def test_a_missing_token_shard_is_named(workdir):
     status, doc, _ = run_harness(request, workdir)
     assert status == 0 and doc["error"]["code"] == "harness_error"
     assert "absent.npy" in doc["error"]["message"] and "setup_benchmark.py" in doc["error"]["message"]
+    assert doc["data_sha256"] is None
+
+
+def test_the_shard_read_is_recorded_and_a_pinned_one_must_match(workdir):
+    shard = workdir / "tokens.npy"
+    np.save(shard, (np.arange(20_000) * 7 % 500).astype(np.uint32))
+    digest = hashlib.sha256(shard.read_bytes()).hexdigest()
+    status, doc, _ = run_harness(build_request(read_code("template"), HPARAMS, data_path=str(shard),
+                                               data_sha256=digest), workdir)
+    assert status == 0 and doc["error"] is None and doc["success"] and doc["data_sha256"] == digest
+    # Another shard than the pinned one is our environment's error, refused before any miner code runs.
+    status, doc, _ = run_harness(build_request(read_code("template"), HPARAMS, data_path=str(shard),
+                                               data_sha256="0" * 64), workdir)
+    assert status == 0 and doc["error"]["code"] == "harness_error" and not doc["success"]
+    assert digest in doc["error"]["message"] and "0" * 64 in doc["error"]["message"]
+    assert doc["data_sha256"] == digest and "import_s" not in doc["diagnostics"].get("timings", {})

@@ -1,4 +1,7 @@
-"""The benchmark shard writer: byte-level tokens of a small corpus, interrupted and resumed."""
+"""The benchmark shard writer: byte-level tokens of a small corpus, interrupted and resumed; the harness's
+reader: the tokens and the sha256 of the file's bytes, from one read."""
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +46,19 @@ def test_out_of_vocabulary_and_short_datasets_are_errors(tmp_path):
         write_shard(iter(DOCS), encode, 0, tmp_path / "a.npy", 100, 100)
     with pytest.raises(RuntimeError, match="ran out"):
         write_shard(iter(DOCS[:2]), encode, 0, tmp_path / "b.npy", 10_000, 256)
+
+
+def test_the_reader_hashes_the_bytes_it_returns(tmp_path):
+    npy = tmp_path / "tokens.npy"
+    write_shard(iter(DOCS), encode, 0, npy, 5000, 256)
+    tokens, digest = workload.read_shard(str(npy))
+    assert digest == hashlib.sha256(npy.read_bytes()).hexdigest()
+    assert np.array_equal(tokens, np.load(npy))
+    raw = tmp_path / "tokens.bin"
+    raw.write_bytes(np.load(npy).astype("<u4").tobytes())
+    tokens, digest = workload.read_shard(str(raw))
+    assert digest == hashlib.sha256(raw.read_bytes()).hexdigest() and np.array_equal(tokens, np.load(npy))
+    for bad in (np.zeros((4, 4), dtype=np.uint32), np.arange(100, dtype=np.int64)):
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(ValueError, match="flat array of unsigned token ids"):
+            workload.read_shard(str(tmp_path / "bad.npy"))
