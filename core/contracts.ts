@@ -22,7 +22,8 @@ export const Submission = z.object({
 });
 export type Submission = z.infer<typeof Submission>;
 
-export const Profile = z.enum(["tiny", "tiny-bf16", "benchmark"]);
+/** `deep-bf16` is a lab profile (12 narrow layers on a CPU) for measuring the verdict, not for competing. */
+export const Profile = z.enum(["tiny", "tiny-bf16", "deep-bf16", "benchmark"]);
 export type Profile = z.infer<typeof Profile>;
 
 export const BenchmarkSettings = z.object({
@@ -114,6 +115,8 @@ export const ErrorCode = z.enum([
   "deferred_work",
   "tampering",
   "out_of_memory",
+  /** MFU above the physical ceiling (environments/templar/checks.py MFU_CEILING of the dense bf16 peak). */
+  "implausible_mfu",
   // the validator's side
   "harness_error",
   "executor_error",
@@ -127,6 +130,8 @@ export const Check = z.object({
   passed: z.boolean(),
   value: z.number().nullable(),
   bound: z.string().nullable(),
+  /** The largest value honest loops reached in the calibration (for a scale: the largest |1 − scale|). */
+  honest_max: z.number().optional(),
   detail: z.string().optional(),
 });
 export type Check = z.infer<typeof Check>;
@@ -149,6 +154,17 @@ export const EvaluationResult = z.object({
   total_time_seconds: z.number().nonnegative(),
   error: z.object({ code: ErrorCode, message: z.string() }).nullable(),
   checks: z.array(Check),
+  /** Which measured honest band judged the run (environments/templar/calibration/); absent when no comparison ran. */
+  calibration: z.object({
+    profile: Profile,
+    device_class: z.string(),
+    /** false: no calibration of this profile for this device class and settings; the hparams bounds judged. */
+    calibrated: z.boolean(),
+    file: z.string().nullable(),
+    version: z.number().int().nullable(),
+    created: z.string().optional(),
+    reason: z.string().optional(),
+  }).strict().optional(),
   /** sha256 of the token shard's file the run's batches were cut from; null for synthetic tokens, or a run that ended before reading it. */
   data_sha256: hex(64).nullable(),
   device: z.object({ type: z.string(), name: z.string(), peak_flops: z.number().nullable() }),

@@ -41,7 +41,7 @@ export const HParams = z.object({
     pids_limit: z.number().int().positive(),
     max_log_bytes: z.number().int().positive(),
   }).describe("Container limits: memory, shm_size, pids_limit, max_log_bytes (log cap per run)."),
-  profiles: z.object({ tiny: ProfileSettings, "tiny-bf16": ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU (demo, tests), `tiny-bf16` the same shapes under bf16 autocast, judged with the benchmark profile's bounds. A profile's own `verification` replaces the top-level tolerances: a CPU is deterministic, so its bounds can be far tighter than a GPU's."),
+  profiles: z.object({ tiny: ProfileSettings, "tiny-bf16": ProfileSettings, "deep-bf16": ProfileSettings }).describe("Other benchmark profiles; `tiny` is a 2-layer model that runs on a CPU in fp32 (demo, tests), `tiny-bf16` the same shapes under bf16 autocast, `deep-bf16` a 12-layer narrow lab profile for measuring the verdict. Each is judged with its calibration (environments/templar/calibration/<profile>.<device class>.json, bench/calibrate.py) where one exists; otherwise with its own `verification`, else the top-level tolerances, and the result says it was uncalibrated."),
 }).strict();
 export type HParams = z.infer<typeof HParams>;
 

@@ -12,7 +12,8 @@ export default defineConfig({
   network: "local",
   database: "data/local.db",
   profile: "tiny",
-  sources: [chainReveals()],
+  // The README's practice commit: --reveal-blocks 3 --block-time 1 on the localnet's one-second blocks.
+  sources: [chainReveals({ revealBlocks: 3, blockTime: 1 })],
   executor: processExecutor({ unsafe: true }),
   sinks: [chainWeights()],
   // The demo serves miners' code from 127.0.0.1, which production validators refuse.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a train.py through exactly the validator's evaluation path and prints what the validator would see.
 
-    python3 local_test/verify.py PATH/train.py [--profile tiny|tiny-bf16|benchmark] [--runs N] [--json]
+    python3 local_test/verify.py PATH/train.py [--profile tiny|tiny-bf16|deep-bf16|benchmark] [--runs N] [--json]
 
 Each run builds an evaluation request from hparams/hparams.json the way the validator does (fresh random
 seed and task id per run) and hands it to environments/templar/env.py, the validator's harness: one run in
@@ -22,7 +22,7 @@ ENV_PY = ROOT / "environments" / "templar" / "env.py"
 HPARAMS = ROOT / "hparams" / "hparams.json"
 
 
-PROFILES = ("tiny", "tiny-bf16", "benchmark")
+PROFILES = ("tiny", "tiny-bf16", "deep-bf16", "benchmark")
 
 
 def benchmark_settings(hp: dict, profile: str) -> dict:
@@ -132,11 +132,19 @@ def report(doc: dict) -> str:
              + (f"  mfu {doc['mfu']:.1%}" if doc["mfu"] is not None else "")]
     if doc.get("data_sha256"):
         lines.append(f"  token shard sha256 {doc['data_sha256']}")
+    cal = doc.get("calibration")
+    if cal:
+        lines.append(f"  judged with {cal['file']} (honest band of {cal['profile']} on {cal['device_class']})"
+                     if cal["calibrated"] else f"  UNCALIBRATED: {cal.get('reason', 'no calibration')}")
     if doc["error"]:
         lines.append(f"  error {doc['error']['code']}: {doc['error']['message']}")
+    if doc["checks"]:
+        lines.append(f"  {'':6} {'check':<24} {'value':>10}  {'bound':<14} honest loops reach")
     for c in doc["checks"]:
-        value = "-" if c["value"] is None else f"{c['value']:.6g}"
-        lines.append(f"  [{'ok' if c['passed'] else 'FAIL'}] {c['name']:<24} {value:>12}  {c['bound'] or ''}"
+        value = "-" if c["value"] is None else str(int(c["value"])) if float(c["value"]).is_integer() else f"{c['value']:.3g}"
+        honest = c.get("honest_max")
+        band = "" if honest is None else (f"1 ± {honest:.3g}" if c["name"].endswith("_scale") else f"<= {honest:.3g}")
+        lines.append(f"  {'[ok]' if c['passed'] else '[FAIL]':<6} {c['name']:<24} {value:>10}  {c['bound'] or '':<14} {band}"
                      + (f"  ({c['detail']})" if c.get("detail") and not c["passed"] else ""))
     return "\n".join(lines)
 

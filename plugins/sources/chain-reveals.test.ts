@@ -245,6 +245,17 @@ describe("chain-reveals", () => {
     expect(rejections[2]!.detail).toMatch(/committed at block 10 to drand round \d+/);
   });
 
+  test("revealBlocks and blockTime override hparams for the delay rule (a localnet's practice round)", async () => {
+    const reveals = [{ hotkey: "alice", block: 50, data: commit(1, "https://code.example/a.py") }];
+    const origins = { "alice@50": { commitBlock: 45, commitTimeMs: stubTime(45), revealRound: null, revealTimeMs: stubTime(45) + 5000 } };
+    const local = chainReveals({ revealBlocks: 3, blockTime: 1 });
+    local.bindChain({ chain: stubChain(reveals, { alice: 4 }, [], { origins }), netuid: 3, hparams, signer: {} as KeyringPair, uid: 2 });
+    expect((await local.poll(context().ctx)).map((s) => s.id)).toEqual(["chain:3:50:alice"]);
+    const production = context();
+    expect(await source(reveals, { alice: 4 }, { origins }).poll(production.ctx)).toEqual([]);
+    expect(production.rejections.map((r) => r.reason)).toEqual(["reveal_too_soon"]);
+  });
+
   test("an unbound source fails with a message saying what to do", async () => {
     const { ctx } = context();
     await expect(chainReveals().poll(ctx)).rejects.toThrow(/not bound to a chain/);
@@ -252,6 +263,7 @@ describe("chain-reveals", () => {
 
   test("the options override hparams and are checked", () => {
     expect(() => chainReveals({ minBlocksBetweenCommits: -1 } as never)).toThrow(/source "chain-reveals": options.minBlocksBetweenCommits/);
+    expect(() => chainReveals({ blockTime: 0 } as never)).toThrow(/options.blockTime/);
     expect(() => chainReveals({ netuid: 3 } as never)).toThrow(/chain-reveals/);
   });
 });

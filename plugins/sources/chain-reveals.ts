@@ -24,6 +24,8 @@ import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-bindin
 export const ChainRevealsOptions = z
   .object({
     minBlocksBetweenCommits: z.number().int().nonnegative().optional().describe("Overrides hparams `min_blocks_between_commits` (one accepted submission per hotkey per this many blocks)."),
+    revealBlocks: z.number().int().positive().optional().describe("Overrides hparams `reveal_blocks` for the reveal-delay rule (a localnet practice round)."),
+    blockTime: z.number().positive().optional().describe("Overrides hparams `block_time` for the reveal-delay rule (a localnet's block interval in seconds)."),
     maxRevealBlocks: z
       .number()
       .int()
@@ -75,7 +77,8 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
   async function poll(ctx: SourceContext): Promise<Submission[]> {
     const { chain, netuid, hparams, genesisHash } = slot.get();
     const minBlocks = opts.minBlocksBetweenCommits ?? hparams.min_blocks_between_commits;
-    const rule: RevealRule = { revealBlocks: hparams.reveal_blocks, maxRevealBlocks: opts.maxRevealBlocks ?? 4 * hparams.reveal_blocks, blockTime: hparams.block_time };
+    const revealBlocks = opts.revealBlocks ?? hparams.reveal_blocks;
+    const rule: RevealRule = { revealBlocks, maxRevealBlocks: opts.maxRevealBlocks ?? 4 * revealBlocks, blockTime: opts.blockTime ?? hparams.block_time };
     // Sealed commitments first: one that reveals between the two reads is seen in both (and holds the
     // others back one poll longer), never in neither.
     const pending = await chain.pendingCommitments(netuid);
