@@ -26,10 +26,16 @@ from the initial weights), the optimizer's state, the loss and the logits match,
 random projections it draws only after inner_steps has returned. Every step must run forward, backward
 and optimizer.step over all parameters with the full gradient: AdamW's moments carry the last steps'
 gradients, so skipped, zeroed, reused or subsampled gradients show. The clock stops when the validator
-holds its copy of those projections; work still running then is not seen. Mixed precision: the reference
-runs its forward under bf16 autocast when the profile trains in bf16 (on GPUs, and the CPU profile
-tiny-bf16) and in plain fp32 otherwise; the harness says which in CRUSADES_AUTOCAST ("bf16" or "off").
-Wrap the forward only: autocast around optimizer.step casts parts of it too.
+holds its copy of those projections; work still running then is not seen.
+
+Precision, the rule: a profile declares its numerics, bf16 autocast over fp32 master weights and fp32
+AdamW state on GPUs and the CPU profile tiny-bf16, plain fp32 in tiny; the harness says which in
+CRUSADES_AUTOCAST ("bf16" or "off"). A loop is honest when its evidence stays inside the band that honest
+loops of that precision or better reach, measured per profile and device (environments/templar/calibration/,
+bench/calibrate.py); verify.py prints each statistic beside its bound and that band. Any kernel, fusion,
+layout or schedule that stays inside is a legitimate optimisation; lower precision anywhere (fp8 GEMMs,
+bf16 or fp8 optimizer state or master weights) leaves it and is rejected, however it was obtained. Wrap
+the forward only: autocast around optimizer.step casts parts of it too.
 
 Run `python3 local_test/train.py` for a quick local timing of this loop, and
 `python3 local_test/verify.py local_test/train.py` for exactly what a validator checks.

@@ -181,7 +181,7 @@ describe("validator end to end on the localnet", () => {
         const [slow, fast, cheat] = (["slow.py", "fast.py", "cheat.py"] as const).map(hotkeyOf);
         expect(o.states[slow!]).toEqual({ state: "published", error: null, successfulRuns: 2, runs: 2 });
         expect(o.states[fast!]).toEqual({ state: "published", error: null, successfulRuns: 2, runs: 2 });
-        expect(o.states[cheat!]).toMatchObject({ state: "published", error: "no_successful_runs", successfulRuns: 0, runs: 2 });
+        expect(o.states[cheat!]).toMatchObject({ state: "published", error: "disqualified", successfulRuns: 0, runs: 2 });
         const cheatId = o.store.db.prepare("SELECT id FROM submissions WHERE hotkey = ?").get<{ id: string }>(cheat!)!.id;
         for (const r of o.store.runs(cheatId)) expect(VERIFICATION_FAILURES).toContain(r.error_code!);
         expect(o.leader).toBe(fast!);

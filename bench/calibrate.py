@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Measures the honest band of a profile on this device class and writes the bounds the harness judges with.
+
+    python3 bench/calibrate.py --profile P [--seeds N] [--loops a,b] [--margin 1.5] [--synthetic] [--out FILE]
+
+The rule it implements: a profile declares its numerics (bf16 autocast over fp32 master weights and fp32
+AdamW state on the GPU profiles, tiny-bf16 and deep-bf16; fp32 on tiny); a loop is honest when its evidence
+stays inside the band that honest loops of that precision or better reach on this device. So this runs
+honest loops of that precision or better (LOOPS: fp32, bf16 autocast through sdpa, eager and math
+attention, foreach and fused AdamW, chunked cross-entropy, row micro-batches, activation checkpointing,
+hand-written GEMMs, the direct module pass, torch.compile) over --seeds fresh seeds each, through the
+validator's own path (one warm env.py --serve), and writes environments/templar/calibration/<profile>.<device
+class>.json (format CALIBRATION_VERSION of checks.py):
+- band: per statistic the honest maximum (for a scale, the largest |1 - scale|), median and run count;
+- noise: per kind and tensor, the honest root-mean-square relative error (at least --floor), which the
+  `noise` statistic divides by;
+- bounds: margin x max(honest maximum, floor) per statistic, rounded up to 3 significant digits (a noise
+  statistic's floor is 1: every tensor at its own honest noise);
+- key: the settings measured (model config hash, batch, sequence, steps, autocast, optimizer); the harness
+  uses the file only for runs with the same ones.
+Then it re-judges every honest run with the new bounds and exits 1 if any fails (it cannot, by
+construction, unless a floor or rounding is wrong)."""
+import argparse
+import datetime
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "train"
+sys.path.insert(0, str(ROOT / "local_test"))
+sys.path.insert(0, str(ROOT / "environments" / "templar"))
+
+import checks  # noqa: E402
+import workload  # noqa: E402
+from verify import PROFILES, WarmHarness, benchmark_settings, build_request, verification_settings  # noqa: E402
+
+# Honest loops: name -> (fixture, mode). fp32 runs only where the profile declares bf16 (it is the profile's
+# own precision otherwise, i.e. the template).
+LOOPS = {"template": ("template", None), "fp32": ("honest_variants", "fp32"),
+         "eager_attn": ("honest_variants", "eager_attn"), "math_sdpa": ("honest_variants", "math_sdpa"),
+         "foreach": ("honest_variants", "foreach"), "fused": ("honest_variants", "fused"),
+         "chunked_ce": ("honest_variants", "chunked_ce"), "microbatch": ("honest_variants", "microbatch"),
+         "checkpoint": ("honest_variants", "checkpoint"), "manual_gemm": ("precision_shortcuts", "bf16_manual"),
+         "direct_pass": ("honest_fast", None), "compile": ("honest_variants", "compile")}
+EVIDENCE = [f"{kind}_{stat}" for kind in checks.KINDS.values() for stat in ("scale", "rel_global", "rel_layer")]
+OTHER = ["loss_abs_diff", "logits_rel_diff"]
+MARGIN = 1.5
+FLOOR = 1e-4
+
+
+def code_of(fixture: str, mode: str | None) -> str:
+    if fixture == "template":
+        return (ROOT / "local_test" / "train.py").read_text()
+    text = (FIXTURES / f"{fixture}.py").read_text()
+    return text if mode is None else text.replace("VARIANT_NAME", mode).replace("MODE_NAME", mode)
+
+
+def distance(stat: str, value: float) -> float:
+    return abs(1 - value) if stat.endswith("_scale") else value
+
+
+def round_up(x: float) -> float:
+    """x rounded up to 3 significant digits: the printed bound is the bound."""
+    if x <= 0:
+        return x
+    step = 10 ** (math.floor(math.log10(x)) - 2)
+    return round(math.ceil(x / step - 1e-9) * step, 12)
+
+
+def derive(runs: list[dict], names: list[str], margin: float, floor: float) -> dict:
+    """band, noise and bounds from honest runs: each run is {"values": {check: value}, "errors": {kind: [per
+    tensor, in `names` order]}, "no_signal": [names]}."""
+    noise = {kind: {n: max(floor, math.sqrt(statistics.fmean(r["errors"][kind][i] ** 2 for r in runs)))
+                    for i, n in enumerate(names)} for kind in checks.KINDS.values()}
+    for r in runs:
+        for kind in checks.KINDS.values():
+            errors = dict(zip(names, r["errors"][kind]))
+            judged = [n for n in names if n not in r["no_signal"]] if kind == "update" else names
+            r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], judged)
+    band, bounds = {}, {}
+    for stat in EVIDENCE + [f"{kind}_noise" for kind in checks.KINDS.values()] + OTHER:
+        values = [distance(stat, r["values"][stat]) for r in runs]
+        band[stat] = {"max": max(values), "median": statistics.median(values), "runs": len(values)}
+        bounds[stat] = round_up(margin * max(band[stat]["max"], 1.0 if stat.endswith("_noise") else floor))
+    out = {kind: {stat: bounds[f"{kind}_{stat}"] for stat in checks.STATS} for kind in checks.KINDS.values()}
+    out.update(loss_abs_tolerance=bounds["loss_abs_diff"], logits_rel_tolerance=bounds["logits_rel_diff"])
+    return {"band": band, "noise": noise, "bounds": out}
+
+
+def flat_bounds(bounds: dict) -> dict:
+    """{statistic: bound}, by the check names the harness reports."""
+    flat = {f"{k}_{s}": bounds[k][s] for k in checks.KINDS.values() for s in checks.STATS}
+    flat.update(loss_abs_diff=bounds["loss_abs_tolerance"], logits_rel_diff=bounds["logits_rel_tolerance"])
+    return flat
+
+
+def rejected_by(values: dict, bounds: dict) -> list[str]:
+    """The statistics of one run that a set of bounds rejects."""
+    return [s for s, b in flat_bounds(bounds).items() if distance(s, values[s]) > b]
+
+
+def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> dict | None:
+    """Every loop over its seeds through one warm harness; appends to `runs`, returns the device (None when
+    a run never reached the comparison: then nothing was measured)."""
+    device = None
+    with tempfile.TemporaryDirectory(prefix="crusades-calibrate-") as tmp:
+        harness = WarmHarness(Path(tmp), stderr=open(os.devnull, "w"))
+        try:
+            for loop in loops:
+                code = code_of(*LOOPS[loop])
+                for seed in range(args.compile_seeds if loop == "compile" else args.seeds):
+                    doc = harness.run(build_request(code, hp, args.profile, seed, submission_id=loop, **overrides))
+                    diag = doc.get("diagnostics", {})
+                    if "tensor_errors" not in diag:
+                        print(f"{loop} seed {seed}: no comparison ({(doc['error'] or {}).get('message', '')[:300]})",
+                              file=sys.stderr)
+                        return None
+                    device = device or doc["device"]
+                    runs.append({"loop": loop, "values": {c["name"]: c["value"] for c in doc["checks"]},
+                                 "errors": diag["tensor_errors"], "no_signal": diag["update_layers_without_signal"]})
+                    print(f"{loop} seed {seed}: exp_avg_rel_global {runs[-1]['values']['exp_avg_rel_global']:.3g}",
+                          file=sys.stderr, flush=True)
+        finally:
+            harness.close()
+    return device
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, required=True)
+    parser.add_argument("--seeds", type=int, default=6, help="fresh seeds per honest loop (default 6)")
+    parser.add_argument("--compile-seeds", type=int, default=1, help="seeds for torch.compile (slow to compile)")
+    parser.add_argument("--loops", default=",".join(LOOPS), help="honest loops (comma-separated)")
+    parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
+    parser.add_argument("--floor", type=float, default=FLOOR, help=f"no bound or noise below this ({FLOOR})")
+    parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
+    parser.add_argument("--out", type=Path, help="where to write (default: the harness's calibration directory)")
+    parser.add_argument("--save-runs", type=Path, help="also keep every run's statistics here (JSON)")
+    parser.add_argument("--from-runs", type=Path, nargs="+", help="derive from the runs kept by --save-runs (one or "
+                                                                  "more sessions, merged) instead of running")
+    args = parser.parse_args()
+
+    hp = json.loads((ROOT / "hparams" / "hparams.json").read_text())
+    bench = benchmark_settings(hp, args.profile)
+    raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)))
+    names = [n for n, _ in workload.param_layout(workload.config_from(raw_config))]
+    overrides = {"data_path": None} if args.synthetic else {}
+    loops = [n for n in args.loops.split(",") if n != "fp32" or bench["autocast"]]
+    runs, device, started = [], None, time.time()
+    command = "python3 bench/calibrate.py " + " ".join(a for a in sys.argv[1:])
+    if args.from_runs:
+        kept = [json.loads(path.read_text()) for path in args.from_runs]
+        runs = [r for k in kept for r in k["runs"]]
+        device, command = kept[0]["device"], kept[0].get("command", command)
+        loops = list(dict.fromkeys(loop for k in kept for loop in k["loops"]))
+        if len({checks.device_class(k["device"]["type"], k["device"]["name"]) for k in kept}) > 1:
+            print("calibrate.py: those runs come from different device classes", file=sys.stderr)
+            return 2
+    else:
+        device = measure(args, hp, loops, overrides, runs)
+        if device is None:
+            return 1
+    if args.save_runs:
+        args.save_runs.write_text(json.dumps({"device": device, "loops": loops, "runs": runs, "command": command}))
+
+    derived = derive(runs, names, args.margin, args.floor)
+    floor_share = verification_settings(hp, args.profile)["layer_signal_floor"]
+    derived["bounds"]["layer_signal_floor"] = floor_share
+    failing = {f"{r['loop']}#{i}": bad for i, r in enumerate(runs) if (bad := rejected_by(r["values"], derived["bounds"]))}
+    dev_class = checks.device_class(device["type"], device["name"])
+    import torch
+    import transformers
+    doc = {"version": checks.CALIBRATION_VERSION, "profile": args.profile, "device_class": dev_class,
+           "device": device["name"], "precision": checks.precision(bench["autocast"]),
+           "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": command,
+           "torch": torch.__version__, "transformers": transformers.__version__,
+           "data": "synthetic" if args.synthetic or bench["data_path"] is None else bench["data_path"],
+           "key": checks.calibration_key(bench, raw_config, hp["optimizer"]),
+           "loops": {loop: sum(r["loop"] == loop for r in runs) for loop in loops},
+           "margin": args.margin, "floor": args.floor, **derived}
+    out = args.out or checks.CALIBRATION_DIR / f"{args.profile}.{dev_class}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"profile {args.profile} on {dev_class} ({device['name']}): {len(runs)} honest runs of {len(loops)} loops "
+          f"in {time.time() - started:.0f} s, margin {args.margin}x; wrote {out}\n")
+    print("| statistic | honest median | honest max | bound |\n| --- | --- | --- | --- |")
+    flat = flat_bounds(derived["bounds"])
+    for stat, b in derived["band"].items():
+        print(f"| `{stat}` | {b['median']:.3g} | {b['max']:.3g} | {flat[stat]:.3g} |")
+    if failing:
+        print(f"\nhonest runs the bounds reject: {failing}")
+        return 1
+    print(f"\nevery honest run ({len(runs)}) verifies with these bounds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
