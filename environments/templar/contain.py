@@ -11,22 +11,42 @@ Two mechanisms, chosen by what this kernel and sandbox allow:
   other process of this PID namespace uses (the container's); kill(-1, SIGKILL) sent under that uid reaches
   every process of it, including children being forked at that moment (the kernel delivers a signal sent
   to many to the forks in flight), and with no-new-privileges none of them can change uid. Afterwards the
-  set can only shrink, so waiting for it to empty is not a race. What it left in /tmp, /dev/shm and SysV
-  IPC is removed by owner.
-Where neither holds the evaluation is refused: a run that could outlive its clock is never scored."""
+  set can only shrink, so waiting for it to empty is not a race. The kill is sent, and what the worker left
+  (files, SysV and POSIX IPC) removed, by a guard forked before the worker, which the worker can neither
+  signal nor starve of a pid (see _Guard); the worker may start only part of the container's pids limit,
+  is the OOM killer's first choice, and can write files only beneath /tmp and /dev (landlock.py).
+Where neither holds the evaluation is refused: a run that could outlive its clock is never scored.
+
+CRUSADES_CONTAINMENT=uid (as root) skips the namespaces and walls the worker by uid alone, as in docker."""
+import atexit
 import ctypes
 import os
+import resource
+import shutil
 import signal
-import stat
+import tempfile
 import time
+
+import channel
+import landlock
+import sweep as sweep_mod
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
-IPC_RMID = 0
 PRIVATE_DIRS = ("/tmp", "/dev/shm")
+WRITABLE = ["/tmp", "/dev"]  # beneath these only may a root-started worker open files for writing
+HARNESS_TASK_SHARE = 4  # a quarter of the container's pids limit stays the harness's (threads included)
+DEFAULT_NPROC = 4096  # the worker's processes where no pids limit applies
+GUARD_KILL_S, GUARD_SWEEP_S = 10.0, 300.0
+# Our own caches and config, moved where no worker can write (see private_home); relative to our HOME.
+CACHE_DIRS = {"XDG_CACHE_HOME": ".cache", "XDG_CONFIG_HOME": ".config", "XDG_DATA_HOME": ".local/share",
+              "TORCH_HOME": ".cache/torch", "HF_HOME": ".cache/huggingface", "TRITON_CACHE_DIR": ".triton/cache",
+              "TORCHINDUCTOR_CACHE_DIR": ".cache/inductor", "TORCH_EXTENSIONS_DIR": ".cache/torch_extensions",
+              "CUDA_CACHE_PATH": ".nv/ComputeCache", "MPLCONFIGDIR": ".config/matplotlib"}
+landlocked = "not used"  # in the worker, after confine: what landlock.restrict said
 
 
 class Uncontainable(Exception):
@@ -37,8 +57,8 @@ class Wall:
     """One contained worker: its pid (our child: we are the subreaper), the mechanism, and its exit status
     once reaped."""
 
-    def __init__(self, pid: int, mechanism: str, uid: int | None):
-        self.pid, self.mechanism, self.uid, self.status = pid, mechanism, uid, None
+    def __init__(self, pid: int, mechanism: str, uid: int | None, guard: "_Guard | None" = None):
+        self.pid, self.mechanism, self.uid, self.status, self.guard = pid, mechanism, uid, None, guard
 
     def poll(self) -> bool:
         """True once the worker itself is reaped (its status kept)."""
@@ -61,26 +81,34 @@ class Wall:
             if self.mechanism == "namespaces":  # the init's exit waits for the whole namespace
                 if self.poll():
                     return True
-            else:
-                _kill_uid(self.uid)
+            else:  # verified, and sent again until none is left
+                self.guard.kill()
                 self.poll()
                 _reap_any()
                 if self.status is not None and not _processes_of(self.uid):
                     return True
             time.sleep(pause)
-            pause = min(2 * pause, 0.05)  # a process stuck in a driver call must not cost us a fork a millisecond
+            pause = min(2 * pause, 0.05)  # a process stuck in a driver call must not cost a kill a millisecond
         return False
 
-    def sweep(self) -> list[str]:
-        """What a uid-walled worker left in the shared writable places and SysV IPC, removed by owner (a
-        namespaced worker's went with its namespaces). Returns what was removed, for the diagnostics."""
-        return _sweep_uid(self.uid) if self.mechanism == "uid" else []
+    def sweep(self) -> tuple[int, list[str]]:
+        """What a uid-walled worker left (files below /tmp, /dev/shm, /dev/mqueue; SysV objects), removed by
+        the guard as the worker's uid (a namespaced worker's went with its namespaces). Returns how many
+        objects were removed and what could not be, for the diagnostics; then the guard exits."""
+        if self.mechanism != "uid":
+            return 0, []
+        try:
+            return self.guard.sweep()
+        finally:
+            self.guard.close()
 
 
 def fork(child, drop_uid: int | None) -> Wall:
     """Forks `child()` (which must never return) behind a wall. With `drop_uid` the child moves to that
     uid itself, after the wall is up (see confine)."""
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # the namespace's init is handed to us when mid exits
+    if drop_uid is not None and os.environ.get("CRUSADES_CONTAINMENT") == "uid":
+        return _uid_walled(child, drop_uid, "CRUSADES_CONTAINMENT=uid")
     flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS | (CLONE_NEWUSER if drop_uid is None else 0)
     r, w = os.pipe()
     go_r, go_w = os.pipe()  # "you are ours now": the init may tie its life to ours only after mid is gone
@@ -102,14 +130,18 @@ def fork(child, drop_uid: int | None) -> Wall:
         os.close(go_w)
         return Wall(int(answer[4:]), "namespaces", drop_uid)
     os.close(go_w)
-    refused = answer or "the intermediate process died"
+    return _uid_walled(child, drop_uid, answer or "the intermediate process died")
+
+
+def _uid_walled(child, drop_uid: int | None, refused: str) -> Wall:
     if drop_uid is None or os.geteuid() != 0:
         raise Uncontainable(f"cannot put the worker in namespaces of its own ({refused}) and, not being root, "
                             "cannot give it a uid of its own either; run where user namespaces are allowed "
                             "(kernel.unprivileged_userns_clone=1) or in the evaluation image")
-    if _processes_of(drop_uid):
-        raise Uncontainable(f"namespaces are refused here ({refused}) and uid {drop_uid} is already used by other "
-                            "processes, so it cannot serve as the worker's wall")
+    if _processes_of(drop_uid) or _processes_of(drop_uid - 1):
+        raise Uncontainable(f"namespaces are refused here ({refused}) and uid {drop_uid} or {drop_uid - 1} is "
+                            "already used by other processes, so it cannot serve as the worker's wall")
+    guard = _Guard(drop_uid)  # before the worker: it must never need a fork the worker could deny it
     pid = os.fork()
     if pid == 0:
         try:
@@ -117,7 +149,74 @@ def fork(child, drop_uid: int | None) -> Wall:
             child()
         finally:
             os._exit(1)
-    return Wall(pid, "uid", drop_uid)
+    return Wall(pid, "uid", drop_uid, guard)
+
+
+class _Guard:
+    """The uid wall's hands, forked before the worker: real and saved uid `uid - 1` (no one else's), effective
+    uid `uid`. kill(2) lets a sender signal a target when the sender's real or effective uid is the target's
+    real or saved uid, so the guard's kill(-1) reaches every process of the worker's uid and no root process,
+    and no process of the worker's uid can signal (stop) the guard: it holds `uid` only. Being there already,
+    it needs no fork when the worker has taken every pid the container allows. As the worker's uid it owns
+    everything the worker made, whatever modes were set on it, and removes it (sweep.py)."""
+
+    def __init__(self, uid: int):
+        cmd_r, self.cmd_w = os.pipe()
+        self.ans_r, ans_w = os.pipe()
+        parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                keep = [cmd_r, ans_w] if cmd_r < ans_w else [ans_w, cmd_r]
+                for lo, hi in zip([2, *keep], [*keep, os.sysconf("SC_OPEN_MAX")]):
+                    os.closerange(lo + 1, hi)
+                os.setgroups([])
+                os.setresgid(uid - 1, uid, uid - 1)
+                os.setresuid(uid - 1, uid, uid - 1)
+                _die_with_parent()  # after the uid change, which clears it
+                if os.getppid() == parent:
+                    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+                    _guard_serve(cmd_r, ans_w, uid)
+            finally:
+                os._exit(0)
+        os.close(cmd_r)
+        os.close(ans_w)
+
+    def _ask(self, op: bytes, seconds: float) -> dict:
+        try:
+            os.write(self.cmd_w, op)
+            return channel.recv(self.ans_r, time.monotonic() + seconds)
+        except (OSError, channel.ChannelClosed, channel.ChannelTimeout, channel.BadFrame) as e:
+            raise Uncontainable(f"the guard that kills the worker's processes failed ({type(e).__name__})") from None
+
+    def kill(self) -> None:
+        self._ask(b"k", GUARD_KILL_S)
+
+    def sweep(self) -> tuple[int, list[str]]:
+        answer = self._ask(b"s", GUARD_SWEEP_S)
+        return answer["removed"], answer["errors"]
+
+    def close(self) -> None:
+        for fd in (self.cmd_w, self.ans_r):
+            os.close(fd)  # the guard reads end-of-file and exits
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _guard_serve(cmd_r: int, ans_w: int, uid: int) -> None:
+    while op := os.read(cmd_r, 1):
+        if op == b"k":
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:  # none left to signal
+                pass
+            channel.send(ans_w, {})
+        elif op == b"s":
+            removed, errors = sweep_mod.sweep(uid)
+            channel.send(ans_w, {"removed": removed, "errors": errors[:20] + ([f"and {len(errors) - 20} more"]
+                                                                             if len(errors) > 20 else [])})
 
 
 def _namespaced(flags: int, child, w: int, go_r: int) -> bytes:
@@ -167,63 +266,66 @@ def _private_mounts() -> None:
 
 
 def confine(drop_uid: int | None) -> None:
-    """In the worker, before any miner code: its uid, no new privileges, no capabilities."""
+    """In the worker, before any miner code: its uid, a process count that leaves the harness room, first in
+    line for the OOM killer, no new privileges, no capabilities, and (moved from root) writes only beneath
+    WRITABLE."""
+    global landlocked
     if drop_uid is not None:
+        limit = process_limit()
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+        try:  # raising needs no privilege; landlock keeps any process of the worker from lowering it
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
         os.setgroups([])
         os.setgid(drop_uid)
         os.setuid(drop_uid)
+        _die_with_parent()  # the uid change cleared it
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _drop_capabilities()
+    if drop_uid is not None:
+        landlocked = landlock.restrict(WRITABLE)
+
+
+def process_limit(cgroups=("/sys/fs/cgroup", "/sys/fs/cgroup/pids")) -> int:
+    """The worker's RLIMIT_NPROC: what the cgroup's pids limit (v2 or v1) leaves after the tasks running now and
+    a quarter of the limit kept for the harness (its threads, the guard), so the worker can never take the
+    pid the harness needs next."""
+    for d in cgroups:
+        try:
+            with open(f"{d}/pids.max") as f:
+                text = f.read().strip()
+            with open(f"{d}/pids.current") as f:
+                current = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if text == "max":
+            break
+        limit = int(text)
+        return max(1, limit - current - limit // HARNESS_TASK_SHARE)
+    return DEFAULT_NPROC
+
+
+def private_home() -> None:
+    """As root, where a worker may run under another uid beside us: our HOME, TMPDIR and every cache
+    directory our libraries write and later read back (CUDA's JIT cache, Triton's, Inductor's, XDG's) move
+    into a fresh directory only we can enter. With HOME=/tmp (the image's), they would resolve into places a
+    worker can write, and a miner could leave compiled kernels there for the reference run to load."""
+    if os.geteuid() != 0:
+        return
+    home = tempfile.mkdtemp(prefix="crusades-harness-")  # 0700; in a sticky /tmp no one else can rename it
+    os.environ["HOME"] = os.environ["TMPDIR"] = home
+    for var, sub in CACHE_DIRS.items():
+        os.environ[var] = os.path.join(home, sub)
+    tempfile.tempdir = None
+    atexit.register(shutil.rmtree, home, True)
 
 
 def _drop_capabilities() -> None:
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
     _libc.capset(header, data)
-
-
-def _sweep_uid(uid: int) -> list[str]:
-    removed = []
-    for top in PRIVATE_DIRS:
-        for root, dirs, files in os.walk(top, topdown=False):
-            for name in files + dirs:
-                path = os.path.join(root, name)
-                try:
-                    st = os.lstat(path)
-                    if st.st_uid == uid:
-                        (os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink)(path)
-                        removed.append(path)
-                except OSError:
-                    pass
-    for kind, ctl in (("shm", _libc.shmctl), ("msg", _libc.msgctl), ("sem", _libc.semctl)):
-        for ident, owner in _sysv(kind):
-            if owner == uid and ctl(ident, IPC_RMID, None) == 0:
-                removed.append(f"sysv {kind} {ident}")
-    return removed
-
-
-def _sysv(kind: str) -> list[tuple[int, int]]:
-    try:
-        with open(f"/proc/sysvipc/{kind}") as f:
-            header, *rows = [line.split() for line in f]
-    except OSError:
-        return []
-    i, u = header.index(next(h for h in header if h in ("shmid", "msqid", "semid"))), header.index("uid")
-    return [(int(r[i]), int(r[u])) for r in rows if len(r) > u]
-
-
-def _kill_uid(uid: int) -> None:
-    """kill(-1, SIGKILL) under `uid`, from a short-lived child that takes that uid (we keep ours)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
 
 
 def _processes_of(uid: int) -> list[int]:

@@ -125,7 +125,7 @@ class WorkerProcess:
         for fd in (cmd_r, msg_w, log_w):
             os.close(fd)
         self.log = _LogPump(log_r)
-        self.gone, self.left_behind = False, []
+        self.gone, self.left_behind, self.sweep_errors = False, 0, []
 
     def send(self, message: dict) -> None:
         try:
@@ -178,7 +178,9 @@ class WorkerProcess:
         if self.wall:
             if not self.wall.kill():
                 print("env.py: a process of the worker did not die within 30 s", file=sys.stderr)
-            self.left_behind = self.wall.sweep()
+            self.left_behind, self.sweep_errors = self.wall.sweep()
+            if self.sweep_errors:
+                print("env.py: could not remove what the worker left: " + "; ".join(self.sweep_errors), file=sys.stderr)
         for fd in (self.cmd_w, self.msg_r):
             os.close(fd)
         self.log.join(LOG_JOIN_S)
@@ -194,11 +196,10 @@ def _home(drop: int | None) -> Path:
 
 
 def _confine(home: Path) -> None:
-    """In the freshly forked worker: no core dumps, no secrets in the environment, a bounded process count."""
+    """In the freshly forked worker: no core dumps, no secrets in the environment (its process count is
+    contain.confine's)."""
     import resource
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if os.geteuid() == 0:
-        resource.setrlimit(resource.RLIMIT_NPROC, (4096, 4096))
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
                                        "OMP_NUM_THREADS", "LD_LIBRARY_PATH") if k in os.environ}
     os.environ.clear()
@@ -344,9 +345,6 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             worker.send(setup)  # builds its model while we run the reference
         device_name, peak = workload.peak_flops(device)  # may initialise CUDA: only after the fork
         base["device"].update(name=device_name, peak_flops=peak)
-        # The measured honest band of this profile on this device class judges the run (checks.judging).
-        tol, base["calibration"] = checks.judging(bench, raw_config, request["optimizer"],
-                                                  checks.device_class(device.type, device_name), request["verification"])
 
         t = time.perf_counter()
         run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab, shard)
@@ -360,7 +358,8 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         limit = bench["timeout_seconds"]
         t = time.perf_counter()
         try:
-            diag["handover"] = worker.recv("setup", deadline, "setting up", limit, report.SETUP_FIELDS)["handover"]
+            ready = worker.recv("setup", deadline, "setting up", limit, report.SETUP_FIELDS)
+            diag.update(handover=ready["handover"], landlock=ready["landlock"])
         except Fail as f:
             raise Fail("harness_error", f"the worker failed before any miner code ran: {f.message}") from None
         timings["setup_wait_s"] = time.perf_counter() - t
@@ -394,14 +393,14 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         t = time.perf_counter()
         worker.close()
         timings["kill_s"] = time.perf_counter() - t
-        diag["left_behind_removed"] = len(worker.left_behind)
+        diag.update(left_behind_removed=worker.left_behind, left_behind_errors=worker.sweep_errors)
 
         t = time.perf_counter()
         result_checks, error, vdiag = checks.verify(
             expected_tokens=expected_tokens, expected_steps=steps, logits_shape=logits_shape, reported=reported,
             cand=checks.candidate_sketches(snap, ref["w0"], layout, logits_shape),
             ref=checks.reference_sketches(ref["sketches"], ref["w0"], layout, logits_shape, ref["loss"]),
-            tol=tol)
+            tol=request["verification"])
         timings["verify_s"] = time.perf_counter() - t
         diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported["total_tokens"],
                     n_params=n_params)
@@ -409,10 +408,6 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             return finish(error, checks=result_checks, wall_time_seconds=window)
         tps = expected_tokens / window
         mfu = 6 * n_params * tps / peak if peak else None
-        ceiling, error = checks.mfu_ceiling(mfu)
-        result_checks += [ceiling] if ceiling else []
-        if error:
-            return finish(error, checks=result_checks, wall_time_seconds=window)
         return finish(None, success=True, tps=tps, mfu=mfu, total_tokens=expected_tokens,
                       wall_time_seconds=window, checks=result_checks)
     except Fail as f:
@@ -457,6 +452,7 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=300.0, help="with --serve: exit after this long "
                                                                           "without a request (default 300)")
     args = parser.parse_args(argv)
+    contain.private_home()  # before any library of ours writes a cache
     if args.serve is not None:
         if args.results is None or args.request or args.result:
             parser.error("--serve takes --results (and --idle-seconds), not --request/--result")

@@ -14,7 +14,8 @@ SHAPE_DIM_MAX = 1 << 40
 TEXT_MAX = 200
 # The answer to the timed and warm-up calls (the worker reads them from what inner_steps returned).
 RUN_FIELDS = {"total_tokens": "count", "final_loss": "loss", "logits_shape": "shape"}
-SETUP_FIELDS = {"handover": "text"}  # how the hand-over buffer was pinned (before any miner code)
+# Before any miner code: how the hand-over buffer was pinned, and what landlock.restrict said.
+SETUP_FIELDS = {"handover": "text", "landlock": "text"}
 
 
 class Malformed(Exception):

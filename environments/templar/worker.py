@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import channel
+import contain
 import sketch
 import workload
 from handover import WorkerBuffer
@@ -153,7 +154,7 @@ def _describe(e: BaseException) -> str:
 def serve(cmd_fd: int, msg_fd: int, device: torch.device, handover_fd: int) -> None:
     # "setup" names the model and shapes; on one GPU it comes only once the reference has freed its memory.
     worker = Worker(channel.recv(cmd_fd), device, handover_fd)
-    channel.send(msg_fd, {"ok": True, "op": "setup", "handover": worker.pinned})
+    channel.send(msg_fd, {"ok": True, "op": "setup", "handover": worker.pinned, "landlock": contain.landlocked})
     while True:
         msg = channel.recv(cmd_fd)
         op = msg["op"]
