@@ -53,11 +53,11 @@ export interface ExecutorContext {
  * has more runs in flight than slots are in the pool.
  */
 export interface SlotStatus {
-  /** Unique in the pool and stable across restarts, e.g. `gpu:0`, `cpu:0-3`, `gpu-2:gpu:1`. */
+  /** Unique in the pool and stable across restarts, e.g. `gpu:0`, `cpu:0-3`, `gpu-2/gpu:1` (a slot of host gpu-2). */
   id: string;
   /** The machine the slot is on; null for this one. */
   host: string | null;
-  /** The devices in words, e.g. `GPU 0 (GPU-1f2e…)`, `cores 0-3`. */
+  /** The devices in words, e.g. `GPU 0: NVIDIA H100 80GB HBM3`, `cores 0-3`. */
   devices: string;
   state: "idle" | "busy" | "out";
   run: { submissionId: string; runIndex: number; startedAt: number } | null;
