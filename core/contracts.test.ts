@@ -10,7 +10,7 @@ const request: EvaluationRequest = {
   seed: "b".repeat(64),
   code: "def inner_steps(model, data_iterator, optimizer, num_steps, device):\n    pass\n",
   code_sha256: "c".repeat(64),
-  benchmark: { profile: "tiny", model_config: "hparams/models/tiny-qwen2.json", batch_size: 2, sequence_length: 64, eval_steps: 3, warmup_steps: 1, data_path: null, timeout_seconds: 60, autocast: false },
+  benchmark: { profile: "tiny", model_config: "hparams/models/tiny-qwen2.json", model_config_sha256: "0".repeat(64), batch_size: 2, sequence_length: 64, eval_steps: 3, warmup_steps: 1, data_path: null, timeout_seconds: 60, autocast: false },
   optimizer: { lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1 },
   verification: {
     loss_abs_tolerance: 0.02,

@@ -30,6 +30,8 @@ export const BenchmarkSettings = z.object({
   profile: Profile,
   /** Path of a transformers config.json, relative to the repository root or absolute. */
   model_config: z.string().min(1),
+  /** sha256 of that file as the validator read it (core/hparams.ts): the harness builds no model from other bytes. */
+  model_config_sha256: hex(64),
   batch_size: z.number().int().positive(),
   sequence_length: z.number().int().min(2),
   eval_steps: z.number().int().positive(),

@@ -1,12 +1,14 @@
 // Competition parameters: one file (hparams/hparams.json) read by the validator, the miner CLI and,
 // through the evaluation request, the Python harness. One source of truth, so thresholds cannot drift.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { BenchmarkSettings, OptimizerSettings, VerificationSettings, type Profile } from "./contracts.ts";
 import { formatZodError } from "./errors.ts";
 
-const ProfileSettings = BenchmarkSettings.omit({ profile: true }).extend({
+const ProfileSettings = BenchmarkSettings.omit({ profile: true, model_config_sha256: true }).extend({
   verification: VerificationSettings.optional(),
 });
 
@@ -70,6 +72,7 @@ export function benchmarkSettings(h: HParams, profile: Profile): BenchmarkSettin
     return {
       profile,
       model_config: h.benchmark_model_config,
+      model_config_sha256: modelConfigSha256(h.benchmark_model_config),
       batch_size: h.benchmark_batch_size,
       sequence_length: h.benchmark_sequence_length,
       eval_steps: h.eval_steps,
@@ -81,7 +84,21 @@ export function benchmarkSettings(h: HParams, profile: Profile): BenchmarkSettin
     };
   }
   const { verification: _, ...settings } = h.profiles[profile];
-  return { profile, ...settings };
+  return { profile, ...settings, model_config_sha256: modelConfigSha256(settings.model_config) };
+}
+
+/**
+ * sha256 of a model config (relative to the repository root, or absolute) as this checkout holds it. The
+ * request carries it, and the harness refuses a file with other bytes: no run is built from a config that
+ * changed after the validator read hparams, and a sandbox whose copy differs says so instead of scoring
+ * another model.
+ */
+export function modelConfigSha256(path: string): string {
+  try {
+    return createHash("sha256").update(readFileSync(resolve(repoRoot, path))).digest("hex");
+  } catch (e) {
+    throw new Error(`cannot read the model config ${path}: ${(e as Error).message}`);
+  }
 }
 
 /** The tolerances a profile is verified with: its own where it sets them, else the top-level ones. */

@@ -41,8 +41,16 @@ def verification_settings(hp: dict, profile: str) -> dict:
     return hp["verification"] if profile == "benchmark" else hp["profiles"][profile].get("verification", hp["verification"])
 
 
+def model_config_sha256(path: str) -> str:
+    """Mirror of core/hparams.ts modelConfigSha256: the request names the config's bytes, not only its path."""
+    return hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
+
+
 def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0,
                   submission_id: str = "local", **benchmark_overrides) -> dict:
+    bench = {**benchmark_settings(hp, profile), **benchmark_overrides}
+    if "model_config_sha256" not in benchmark_overrides:
+        bench["model_config_sha256"] = model_config_sha256(bench["model_config"])
     return {
         "schema_version": 1,
         "task_id": secrets.token_hex(16),
@@ -51,7 +59,7 @@ def build_request(code: str, hp: dict, profile: str = "tiny", run_index: int = 0
         "seed": secrets.token_hex(32),
         "code": code,
         "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-        "benchmark": {**benchmark_settings(hp, profile), **benchmark_overrides},
+        "benchmark": bench,
         "optimizer": hp["optimizer"],
         "verification": verification_settings(hp, profile),
     }

@@ -2,11 +2,15 @@
 supervisor learns that they are gone from the kernel, not from a walk over /proc that a fast fork outruns.
 
 Two mechanisms, chosen by what this kernel and sandbox allow:
-- "namespaces" (the process executor, verify.py, any host): the worker is the init of a PID namespace of its
-  own, with IPC and mount namespaces beside it (a private /tmp, /dev/shm and /proc), and a user namespace
-  when the worker keeps our uid (then it holds no capability outside it). Killing the init kills every
-  process of the namespace, and its wait returns only after they are all gone; its SysV objects and private
-  tmpfs vanish with the namespaces. A process in the namespace cannot even name one outside it.
+- "namespaces" (the process executor, verify.py, ssh direct mode, any host): the worker is the init of a PID
+  namespace of its own, with IPC and mount namespaces beside it, and a user namespace when we are not root
+  (then it keeps our uid and holds no capability outside it; as root it becomes nobody, 65534). In its
+  mount namespace the whole filesystem is read-only (one recursive mount_setattr), the directories holding
+  the request and the result are covered by an empty tmpfs nobody may enter, and its only writable places
+  are a private /tmp and /dev/shm; a /proc of its own shows it no process outside. Those mounts are locked
+  for any namespace it could make itself, so it can neither remount them writable nor lift the covers.
+  Killing the init kills every process of the namespace, and its wait returns only after they are all gone;
+  its SysV objects and private tmpfs vanish with the namespaces.
 - "uid" (the docker sandbox, whose seccomp profile refuses namespaces): the worker runs under a uid that no
   other process of this PID namespace uses (the container's); kill(-1, SIGKILL) sent under that uid reaches
   every process of it, including children being forked at that moment (the kernel delivers a signal sent
@@ -24,8 +28,12 @@ import os
 import resource
 import shutil
 import signal
+import site
+import stat
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import channel
 import landlock
@@ -33,8 +41,13 @@ import sweep as sweep_mod
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.syscall.restype = ctypes.c_long
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x4000, 0x40000
+# The mount API's syscalls have one number on every architecture (asm-generic table, Linux >= 5.12).
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
+OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, MOUNT_ATTR_RDONLY = 1, 0x4, 0x1
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 PRIVATE_DIRS = ("/tmp", "/dev/shm")
 WRITABLE = ["/tmp", "/dev"]  # beneath these only may a root-started worker open files for writing
@@ -103,9 +116,17 @@ class Wall:
             self.guard.close()
 
 
-def fork(child, drop_uid: int | None) -> Wall:
+def fork(child, drop_uid: int | None, hide: list[str] = ()) -> Wall:
     """Forks `child()` (which must never return) behind a wall. With `drop_uid` the child moves to that
-    uid itself, after the wall is up (see confine)."""
+    uid itself, after the wall is up (see confine). `hide`: directories the worker must not see at all (those
+    holding the request and the result); without a mount namespace its uid must keep it out of them."""
+    stack = python_stack()
+    hide = [p for p in hide if not any(p.startswith(q.rstrip("/") + "/") for q in hide)]  # a cover covers all below
+    for path in hide:
+        inside = [p for p in stack if p == path or p.startswith(path.rstrip("/") + "/")]
+        if inside:
+            raise Uncontainable(f"{path} holds a request or a result, which the worker must not see, and also the "
+                                f"Python stack it needs ({inside[0]}): give requests and results a directory of their own")
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # the namespace's init is handed to us when mid exits
     if drop_uid is not None and os.environ.get("CRUSADES_CONTAINMENT") == "uid":
         return _uid_walled(child, drop_uid, "CRUSADES_CONTAINMENT=uid")
@@ -117,14 +138,14 @@ def fork(child, drop_uid: int | None) -> Wall:
         try:
             os.close(r)
             os.close(go_w)
-            os.write(w, _namespaced(flags, child, w, go_r))
+            os.write(w, _namespaced(flags, child, w, go_r, hide, stack if drop_uid is not None else []))
         finally:
             os._exit(0)
     os.close(w)
     os.close(go_r)
     os.waitpid(mid, 0)
     with os.fdopen(r, "rb") as f:
-        answer = f.read(64).decode()
+        answer = f.read(4096).decode(errors="replace")
     if answer.startswith("pid "):
         os.write(go_w, b"g")
         os.close(go_w)
@@ -138,6 +159,10 @@ def _uid_walled(child, drop_uid: int | None, refused: str) -> Wall:
         raise Uncontainable(f"cannot put the worker in namespaces of its own ({refused}) and, not being root, "
                             "cannot give it a uid of its own either; run where user namespaces are allowed "
                             "(kernel.unprivileged_userns_clone=1) or in the evaluation image")
+    closed = [p for p in python_stack() if not _others_can_read(p)]
+    if closed:
+        raise Uncontainable(f"namespaces are refused here ({refused}) and uid {drop_uid} cannot read the Python "
+                            f"stack at {closed[0]}: install it where every user may read it")
     if _processes_of(drop_uid) or _processes_of(drop_uid - 1):
         raise Uncontainable(f"namespaces are refused here ({refused}) and uid {drop_uid} or {drop_uid - 1} is "
                             "already used by other processes, so it cannot serve as the worker's wall")
@@ -219,7 +244,7 @@ def _guard_serve(cmd_r: int, ans_w: int, uid: int) -> None:
                                                                              if len(errors) > 20 else [])})
 
 
-def _namespaced(flags: int, child, w: int, go_r: int) -> bytes:
+def _namespaced(flags: int, child, w: int, go_r: int, hide, bridge) -> bytes:
     uid, gid = os.geteuid(), os.getegid()
     if _libc.unshare(flags) != 0:
         return f"unshare: {os.strerror(ctypes.get_errno())}".encode()
@@ -227,6 +252,10 @@ def _namespaced(flags: int, child, w: int, go_r: int) -> bytes:
         for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
             with open(f"/proc/self/{path}", "w") as f:
                 f.write(text)
+    try:
+        _wall_mounts(hide, bridge)  # here, where a failure can still be told, not in the init
+    except OSError as e:
+        return str(e).encode()
     pid = os.fork()
     if pid == 0:
         os.close(w)
@@ -235,7 +264,7 @@ def _namespaced(flags: int, child, w: int, go_r: int) -> bytes:
                 os._exit(1)
             os.close(go_r)
             _die_with_parent()
-            _private_mounts()
+            _own_proc()
             child()
         finally:
             os._exit(1)
@@ -252,17 +281,76 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
 
 
-def _private_mounts() -> None:
-    """In the new mount namespace: nothing propagates back, and the writable shared places are the
-    worker's own, gone with it. A /proc of its own PID namespace shows it no process outside."""
+def _syscall(name: str, number: int, *args) -> int:
+    result = _libc.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        raise OSError(ctypes.get_errno(), f"{name}: {os.strerror(ctypes.get_errno())}")
+    return result
+
+
+def _wall_mounts(hide, bridge) -> None:
+    """In the new mount namespace, before any process of the worker exists. Nothing propagates back; each
+    directory of `hide` is covered by an empty read-only tmpfs nobody may enter; the way to each directory
+    of `bridge` is opened (see _bridge); then every mount becomes read-only, recursively, and a private /tmp
+    and /dev/shm, mounted after, are the only places the worker can write, gone with it. Mounts made here
+    are locked for any user namespace the worker makes: it can neither lift a cover nor remount writable."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    for path in hide:
+        _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0,size=4k")
+    _bridge(bridge)
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)  # struct mount_attr: set, clear, propagation, userns
+    _syscall("mount_setattr / read-only", SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), b"/",
+             ctypes.c_uint(AT_RECURSIVE), attr, ctypes.c_size_t(ctypes.sizeof(attr)))
     for path in PRIVATE_DIRS:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+
+
+def _bridge(paths) -> None:
+    """As root, for a worker about to become another uid: a directory on the way to one of `paths` that
+    others may not pass (/root holding a pyenv, say) is covered by a tmpfs holding only the next steps of
+    those ways, each the original bind-mounted there. The worker reaches the Python stack and nothing else
+    of such a directory."""
+    ways: dict[str, set[str]] = {}
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts) - 1):
+            step = "/".join(parts[:i]) or "/"
+            if not os.stat(step).st_mode & stat.S_IXOTH:
+                ways.setdefault(step, set()).add(parts[i])
+    for step in sorted(ways, key=len):  # outer first: an inner one is then reached through the outer's bridge
+        clones = {name: _syscall("open_tree", SYS_OPEN_TREE, ctypes.c_int(AT_FDCWD), os.path.join(step, name).encode(),
+                                 ctypes.c_uint(OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC))
+                  for name in sorted(ways[step])}
+        _mount("tmpfs", step, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for name, fd in clones.items():
+            os.mkdir(os.path.join(step, name))
+            _syscall("move_mount", SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
+                     os.path.join(step, name).encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+            os.close(fd)
+
+
+def _own_proc() -> None:
+    """In the init of the new PID namespace: a /proc of its own, read-only, showing no process outside."""
     try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        _mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError:
         pass  # a sandbox that masks parts of /proc forbids a fresh one; the PID namespace still hides pids
+
+
+def python_stack() -> list[str]:
+    """What a worker must be able to read: the interpreter's prefixes and its site-packages directories."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
+    user = site.getusersitepackages()
+    if user in sys.path:
+        paths.add(user)
+    return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+
+
+def _others_can_read(path: str) -> bool:
+    """Whether a uid of no group of ours reaches `path` and lists it."""
+    modes = [os.stat(p).st_mode for p in [path, *(str(a) for a in Path(path).parents)]]
+    return bool(modes[0] & stat.S_IROTH) and all(m & stat.S_IXOTH for m in modes)
 
 
 def confine(drop_uid: int | None) -> None:

@@ -27,7 +27,6 @@ import os
 import select
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ LOG_TAIL = 4096
 LOG_JOIN_S = 5.0
 REPORT_LIMIT = 1 << 20  # bytes of one frame from the worker: reports are small
 REQUEST_LIMIT = 64 << 20
+WALL_WAIT_S = 60.0  # for the worker's first report, from behind its wall, before any miner code
 WORKER_UID = int(os.environ.get("CRUSADES_WORKER_UID", "65534"))
 
 sys.path.insert(0, str(HERE))
@@ -89,11 +89,15 @@ def schema_errors(doc, name: str) -> list[str]:
 # The worker process: forked early, behind the wall of contain.py, killed as one with all it started.
 
 class WorkerProcess:
-    def __init__(self, device, handover_fd: int):
+    def __init__(self, device, handover_fd: int, secret: list[str]):
+        """`secret`: the request file (when there is one) and the directories holding it and the result. The
+        worker's mount namespace covers the directories; before any miner code it reports which of the
+        paths it can still open (see exposed)."""
         cmd_r, self.cmd_w = os.pipe()
         self.msg_r, msg_w = os.pipe()
         log_r, log_w = os.pipe()
-        drop = WORKER_UID if os.geteuid() == 0 and _others_can_read(Path(torch.__file__).parent) else None
+        # As root the worker becomes nobody outside, whatever it is inside: DAC refuses it what is ours.
+        drop = WORKER_UID if os.geteuid() == 0 else None
         self.uid = os.geteuid() if drop is None else drop
         self.refused = None
         sys.stdout.flush()
@@ -111,6 +115,7 @@ class WorkerProcess:
                     os.closerange(lo + 1, hi)
                 _confine(_home(drop))
                 contain.confine(drop)
+                channel.send(msg_w, {"op": "wall", "exposed": [p for p in secret if _opens(p)]})
                 worker_mod.serve(cmd_r, msg_w, device, handover_fd)
             except BaseException:  # noqa: BLE001 — the worker must never fall back into supervisor code
                 import traceback
@@ -119,7 +124,7 @@ class WorkerProcess:
                 os._exit(1)
 
         try:
-            self.wall = contain.fork(child, drop)
+            self.wall = contain.fork(child, drop, sorted({p for p in secret if os.path.isdir(p)}))
         except contain.Uncontainable as e:
             self.wall, self.refused = None, str(e)
         for fd in (cmd_r, msg_w, log_w):
@@ -156,6 +161,18 @@ class WorkerProcess:
             raise Fail(r.code, r.message) from None
         except report.Malformed as e:
             raise Fail("tampering", f"malformed report from the worker during {phase}: {e}") from None
+
+    def exposed(self, timeout_s: float) -> list[str]:
+        """What of the secret paths the worker could open, as it reported with its final credentials before any
+        miner code ran: anything wrong here is ours."""
+        try:
+            wall = channel.recv(self.msg_r, time.monotonic() + timeout_s, REPORT_LIMIT)
+        except (channel.ChannelTimeout, channel.ChannelClosed, channel.BadFrame) as e:
+            raise Fail("harness_error", f"the worker did not come up behind its wall ({type(e).__name__}, "
+                                        f"{self.describe_exit()})") from None
+        if wall.get("op") != "wall" or not isinstance(wall.get("exposed"), list):
+            raise Fail("harness_error", "the worker's first report is not the wall's")
+        return [str(p) for p in wall["exposed"]]
 
     def describe_exit(self) -> str:
         status = self.wall.status if self.wall else None
@@ -210,11 +227,12 @@ def _confine(home: Path) -> None:
     os.chdir(home)
 
 
-def _others_can_read(path: Path) -> bool:
-    """A worker under another uid can only import what every user may read (an interpreter installed under
-    /root, say, stays out of its reach); if it could not, it keeps our uid inside a user namespace."""
-    modes = [p.stat().st_mode for p in [path, *path.parents]]
-    return bool(modes[0] & stat.S_IROTH) and all(m & stat.S_IXOTH for m in modes)
+def _opens(path: str) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError:
+        return False
+    return True
 
 
 class _LogPump(threading.Thread):
@@ -282,7 +300,7 @@ def choose_device() -> torch.device:
 
 
 def evaluate(request: dict, result_path: Path, started: float, worker: WorkerProcess, device: torch.device,
-             handover_fd: int, request_from_file: bool) -> dict:
+             handover_fd: int, request_links: int) -> dict:
     """One run, with the worker already forked (see main): from here on this process holds the seed."""
     bench = request["benchmark"]
     ident = {k: request[k] for k in ("task_id", "submission_id", "run_index")}
@@ -304,7 +322,8 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
         return finish({"code": "syntax_error", "message": f"train.py does not compile: {e}"})
 
     try:
-        raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)))
+        raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)),
+                                          bench["model_config_sha256"])
         config = workload.config_from(raw_config)
     except (OSError, ValueError, KeyError) as e:
         return finish({"code": "harness_error", "message": f"cannot load the model config: {e}"})
@@ -329,10 +348,18 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
     logits_shape = (bench["batch_size"], bench["sequence_length"] - 1, vocab)
     result_before = _stat(result_path)
     diag.update(worker_uid=worker.uid, containment=worker.wall.mechanism if worker.wall else None,
-                request_readable_by_worker=request_from_file and worker.uid == os.geteuid())
+                request_readable_by_worker=request_links > 1)
     try:
         if worker.refused:
             raise Fail("harness_error", f"refusing to evaluate: {worker.refused}")
+        if request_links > 1:
+            raise Fail("harness_error", f"refusing to evaluate: the request file has {request_links} names, and "
+                                        "the worker could read another one; give it one name (or pass it on stdin)")
+        exposed = worker.exposed(WALL_WAIT_S)
+        if exposed:
+            diag["request_readable_by_worker"] = True
+            raise Fail("harness_error", f"refusing to evaluate: the worker could open {exposed[0]}, which holds a "
+                                        "request or a result")
         layout = workload.param_layout(config)
         n_params = sum(math.prod(shape) for _, shape in layout)
         nbytes = handover_mod.seal(handover_fd, layout, logits_shape)
@@ -476,7 +503,9 @@ def _one_run(source: str, result: Path, started: float) -> int:
     # compute the timed run at import time. Nothing of the request exists in this process yet.
     device = choose_device()
     handover_fd = handover_mod.new_fd()
-    worker = WorkerProcess(device, handover_fd)
+    request = None if source == "-" else os.path.realpath(source)
+    secret = [os.path.realpath(result.parent)] + ([request, os.path.dirname(request)] if request else [])
+    worker = WorkerProcess(device, handover_fd, secret)
     try:
         return _run(source, result, started, worker, device, handover_fd)
     finally:
@@ -484,18 +513,24 @@ def _one_run(source: str, result: Path, started: float) -> int:
         os.close(handover_fd)
 
 
-def _read_request(source: str) -> dict:
+def _read_request(source: str) -> tuple[dict, int]:
+    """The request, and how many names its file has (0 on stdin): a second name may lie where the worker sees."""
     if source == "-":
         data = sys.stdin.buffer.read(REQUEST_LIMIT + 1)
         if len(data) > REQUEST_LIMIT:
             raise ValueError(f"more than {REQUEST_LIMIT} bytes on stdin")
-        return json.loads(data.decode("utf-8"))
-    return json.loads(Path(source).read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8")), 0
+    with open(source, "rb") as f:
+        links = os.fstat(f.fileno()).st_nlink
+        data = f.read(REQUEST_LIMIT + 1)
+    if len(data) > REQUEST_LIMIT:
+        raise ValueError(f"more than {REQUEST_LIMIT} bytes")
+    return json.loads(data.decode("utf-8")), links
 
 
 def _run(source: str, result: Path, started: float, worker: WorkerProcess, device, handover_fd: int) -> int:
     try:
-        request = _read_request(source)
+        request, links = _read_request(source)
     except (OSError, ValueError) as e:
         print(f"env.py: cannot read the request {source}: {e}", file=sys.stderr)
         return 2
@@ -505,7 +540,7 @@ def _run(source: str, result: Path, started: float, worker: WorkerProcess, devic
               file=sys.stderr)
         return 2
     try:
-        doc = evaluate(request, result, started, worker, device, handover_fd, source != "-")
+        doc = evaluate(request, result, started, worker, device, handover_fd, links)
     except Exception as e:  # noqa: BLE001 — our own bug: still answer with a document
         doc = {"schema_version": 1, **{k: request[k] for k in ("task_id", "submission_id", "run_index")},
                "success": False, "tps": 0.0, "mfu": None, "total_tokens": 0, "wall_time_seconds": 0.0,

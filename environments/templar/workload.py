@@ -29,9 +29,15 @@ def resolve_path(path: str, root: str) -> str:
     return path if os.path.isabs(path) else os.path.join(root, path)
 
 
-def read_config(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_config(path: str, sha256: str | None = None) -> dict:
+    """A config.json's contents; with `sha256`, only if the file's bytes have that hash (the request names the
+    config it was built for, so a file changed since, by anyone, is never used)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise ValueError(f"{path} has sha256 {digest}, not the {sha256} the request names")
+    return json.loads(data.decode("utf-8"))
 
 
 def config_from(raw: dict):

@@ -63,6 +63,21 @@ describe("sandbox policy", () => {
     expect(dockerRunArgs(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot)).not.toContain("--mount");
   });
 
+  test("what a worker can park outside its processes stays within half the memory; SysV cannot hold any", () => {
+    const opts = SandboxOptions.parse({});
+    const h = createOptions(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot).HostConfig!;
+    // memory 8g, /dev/shm 2g: /tmp gets 4g - 2g, below tmpfsSize's 4g.
+    expect(h.Tmpfs!["/tmp"]).toContain(`size=${2 * 1024 ** 3}`);
+    expect(h.Tmpfs!["/tmp"]).toMatch(/nr_inodes=\d+/);
+    expect(h.Sysctls).toEqual({ "kernel.shm_rmid_forced": "1", "kernel.msgmni": "32" });
+    const small = SandboxOptions.parse({ tmpfsSize: "512m" });
+    expect(createOptions(small, limits, sandboxSpec(small, run, dirs), cpuSlot).HostConfig!.Tmpfs!["/tmp"]).toContain(`size=${512 * 1024 ** 2}`);
+    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot).join(" ");
+    expect(args).toContain("--sysctl kernel.shm_rmid_forced=1");
+    expect(args).toContain(`size=${2 * 1024 ** 3}`);
+    expect(() => createOptions(opts, { ...limits, shmSize: "4g" }, sandboxSpec(opts, run, dirs), cpuSlot)).toThrow(/twice shmSize/);
+  });
+
   test("sizes parse like docker's", () => {
     expect(bytes("512")).toBe(512);
     expect(bytes("4k")).toBe(4096);

@@ -8,7 +8,9 @@
 // (DAC_OVERRIDE), and kill it (KILL). The worker drops to an unprivileged uid, which clears every
 // capability, and with no-new-privileges it can never regain one; since docker's seccomp profile refuses
 // namespaces, that uid is the worker's wall (environments/templar/contain.py): everything it started is
-// killed by one kill(-1) under it, and what it left in /tmp, /dev/shm and SysV IPC is removed by owner. The request (seed included) and
+// killed by one kill(-1) under it, and what it left in /tmp, /dev/shm, /dev/mqueue and SysV IPC is removed by owner. What it can park
+// outside its processes (files in the tmpfs mounts, SysV segments, message queues) is bounded here so that the harness always keeps
+// half the container's memory: the OOM killer then finds only the worker's processes (oom_score_adj 1000) to take. The request (seed included) and
 // the result directory are 0600/0700, so the worker can read neither; the root filesystem is read-only,
 // only /tmp (and /dev/shm) can be written, and there is no network. The token shard is a read-only bind.
 import type { ContainerCreateOptions } from "dockerode";
@@ -23,7 +25,7 @@ import type { Slot } from "./slots.ts";
 export const SandboxOptions = z.object({
   image: z.string().min(1).default("crusades-eval:latest").describe("Evaluation image (environments/templar/Dockerfile)."),
   appDir: z.string().startsWith("/").default("/app").describe("Directory in the image holding environments/templar and hparams/models."),
-  tmpfsSize: size("4g").default("4g").describe("Size of the /tmp tmpfs, which also holds the worker's compile caches."),
+  tmpfsSize: size("4g").default("4g").describe("Largest size of the /tmp tmpfs, which also holds the worker's compile caches; it is cut to what keeps /tmp + /dev/shm within half the memory limit."),
   validatorId: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("default").describe("Labels this validator's containers and remote run dirs, so a restart removes what a crash left."),
   dataPath: z.string().min(1).nullable().optional().describe("The token shard on the machine that runs the container (docker: this one; ssh: the remote host), mounted read-only where the harness reads hparams `benchmark_data_path`. Default: that path in this checkout (docker), under remoteRepo or the login's home (ssh); null: none."),
 });
@@ -102,10 +104,31 @@ export function sandboxSpec(
     inDir: dirs.inDir,
     outDir: dirs.outDir,
     shard: dirs.shard ?? null,
-    // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp.
-    tmpfs: { "/tmp": `rw,exec,nosuid,nodev,size=${opts.tmpfsSize},mode=1777` },
+    // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp. Its size is
+    // added where the memory limit is known (tmpfsBytes); inodes are bounded too, as each costs memory no size counts.
+    tmpfs: { "/tmp": `rw,exec,nosuid,nodev,nr_inodes=${TMP_INODES},mode=1777` },
   };
 }
+
+const TMP_INODES = 262144;
+/**
+ * IPC namespace settings: a SysV segment no process has attached is destroyed (it cannot hold memory past its
+ * creator), and at most 32 message queues of 16 KiB exist.
+ */
+export const SYSCTLS = { "kernel.shm_rmid_forced": "1", "kernel.msgmni": "32" };
+
+/**
+ * The /tmp tmpfs's size: tmpfsSize, cut so that /tmp and /dev/shm together (what a worker can fill and leave
+ * until the sweep, charged to no process) stay within half the memory limit, the other half being the harness's.
+ */
+export function tmpfsBytes(opts: SandboxOptions, limits: Limits): number {
+  const room = Math.floor(bytes(limits.memory) / 2) - bytes(limits.shmSize);
+  if (room < 64 << 20) throw new Error(`shmSize (${limits.shmSize}) leaves /tmp no room within half of memory (${limits.memory}): memory must be at least twice shmSize + 64m`);
+  return Math.min(bytes(opts.tmpfsSize), room);
+}
+
+const tmpfsWithSize = (opts: SandboxOptions, limits: Limits, spec: SandboxSpec) =>
+  Object.fromEntries(Object.entries(spec.tmpfs).map(([path, o]) => [path, `${o},size=${tmpfsBytes(opts, limits)}`]));
 
 /**
  * env.py keeps the worker under its own uid when the image's Python stack is not readable by others;
@@ -144,7 +167,8 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
       Memory: bytes(limits.memory),
       MemorySwap: bytes(limits.memory),
       ShmSize: bytes(limits.shmSize),
-      Tmpfs: spec.tmpfs,
+      Tmpfs: tmpfsWithSize(opts, limits, spec),
+      Sysctls: SYSCTLS,
       Binds: [`${spec.inDir}:${CONTAINER_IN}:ro`, `${spec.outDir}:${CONTAINER_OUT}:rw`],
       // A mount, not a bind: a missing source is an error instead of an empty directory made on the host.
       Mounts: spec.shard ? [{ Type: "bind", Source: spec.shard.source, Target: spec.shard.target, ReadOnly: true }] : [],
@@ -165,7 +189,8 @@ export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: Sandbo
   if (slot.cpus) args.push("--cpuset-cpus", slot.cpus);
   for (const [k, v] of Object.entries(spec.labels)) args.push("--label", `${k}=${v}`);
   if (spec.shard) args.push("--mount", ["type=bind", csv(`src=${spec.shard.source}`), csv(`dst=${spec.shard.target}`), "readonly"].join(","));
-  for (const [path, o] of Object.entries(spec.tmpfs)) args.push("--tmpfs", `${path}:${o}`);
+  for (const [path, o] of Object.entries(tmpfsWithSize(opts, limits, spec))) args.push("--tmpfs", `${path}:${o}`);
+  for (const [k, v] of Object.entries(SYSCTLS)) args.push("--sysctl", `${k}=${v}`);
   for (const [k, v] of Object.entries(spec.env)) args.push("-e", `${k}=${v}`);
   args.push("--entrypoint", spec.command[0]!, opts.image, ...spec.command.slice(1));
   return args;
