@@ -34,7 +34,7 @@ def parse(reply: dict, op: str, fields: dict, codes: set) -> dict:
     """The answer to `op`: its fields when it succeeded; raises Rejection for a rejection with a code from
     `codes`, Malformed for anything else."""
     if reply.get("op") != op or type(reply.get("ok")) is not bool:
-        raise Malformed(f"an answer to {reply.get('op')!r} where {op!r} was asked" if "op" in reply else "no op")
+        raise Malformed(f"an answer to {repr(reply.get('op'))[:40]} where {op!r} was asked" if "op" in reply else "no op")
     if reply["ok"] is False:
         _keys(reply, {"ok", "op", "code", "message"})
         code, message = reply["code"], reply["message"]
@@ -50,7 +50,7 @@ def parse(reply: dict, op: str, fields: dict, codes: set) -> dict:
 
 def _keys(reply: dict, expected: set) -> None:
     if set(reply) != expected:
-        extra, missing = sorted(set(reply) - expected)[:5], sorted(expected - set(reply))
+        extra, missing = [k[:40] for k in sorted(set(reply) - expected)[:5]], sorted(expected - set(reply))
         raise Malformed(f"fields {extra} not expected, {missing} missing")
 
 

@@ -99,3 +99,34 @@ def test_the_warm_server_gives_every_run_a_clean_slate(tmp_path):
         assert "found nothing from an earlier run" in d["diagnostics"]["worker_log_tail"]
     assert harness.proc.returncode == 0 and (tmp_path / "out" / "status-2").read_text() == "0"
     assert len({d["task_id"] for d in docs}) == 3
+
+
+@pytest.mark.parametrize("reply", [
+    {"ok": True, "op": "run", "total_tokens": 1280, "final_loss": 1e300 * 10, "logits_shape": [2, 63, 512]},
+    {"ok": True, "op": "run", "total_tokens": 10**400, "final_loss": 1.0, "logits_shape": [2, 63, 512]},
+    {"ok": True, "op": "run", "total_tokens": -1, "final_loss": 1.0, "logits_shape": [2, 63, 512]},
+    {"ok": True, "op": "run", "total_tokens": True, "final_loss": 1.0, "logits_shape": [2, 63, 512]},
+    {"ok": True, "op": "run", "total_tokens": 1280, "final_loss": 1, "logits_shape": [2, 63, 512]},
+    {"ok": True, "op": "run", "total_tokens": 1280, "final_loss": 1.0, "logits_shape": [2, 63, 2**41]},
+    {"ok": True, "op": "run", "total_tokens": 1280, "final_loss": 1.0, "logits_shape": [2, 63, 512], "x": 1},
+    {"ok": True, "op": "run", "total_tokens": 1280, "final_loss": 1.0},
+    {"ok": 1, "op": "run", "total_tokens": 1280, "final_loss": 1.0, "logits_shape": [2, 63, 512]},
+    {"ok": False, "op": "run", "code": "harness_error", "message": "not mine"},
+    {"ok": False, "op": "run", "code": "crash", "message": ["x"]},
+    {"ok": True, "op": "sketch"},
+])
+def test_a_report_outside_the_protocol_is_malformed(reply):
+    import report
+    import worker
+    with pytest.raises(report.Malformed):
+        report.parse(reply, "run", report.RUN_FIELDS, worker.REJECTION_CODES)
+
+
+def test_a_rejection_keeps_only_clean_bounded_text():
+    import report
+    import worker
+    with pytest.raises(report.Rejection) as r:
+        report.parse({"ok": False, "op": "run", "code": "crash", "message": "\ud800" + "x" * 10_000}, "run",
+                     report.RUN_FIELDS, worker.REJECTION_CODES)
+    assert r.value.code == "crash" and len(r.value.message) == report.MESSAGE_LIMIT
+    r.value.message.encode("utf-8")  # no lone surrogate left
