@@ -1,6 +1,8 @@
-// Dev-only executor: runs the harness as a local warm server (session.ts) with no isolation at all. Miner
-// code runs as the validator's own user, can read the request (seed included) and write anywhere that
-// user can, so it is refused unless the config says `unsafe: true`. The demo and quick local tries use it.
+// Dev-only executor: runs the harness as a local warm server (session.ts). The worker sits behind the
+// harness's namespace wall (environments/templar/contain.py: read-only filesystem, the server's in/ and out/
+// covered, its own PID/IPC/mount namespaces, uid 65534 when the validator is root), but nothing bounds its
+// memory or CPU and the network is open, so it is refused unless the config says `unsafe: true`. The demo
+// and quick local tries use it.
 import { spawn } from "node:child_process";
 import { chmod, mkdtemp, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,8 +20,8 @@ import { buildSlots, cpuList, localDevices, poolOptions, probeAll, probeArgs, sl
 
 export const ProcessExecutorOptions = z.object({
   unsafe: z.literal(true, {
-    error: "the process executor runs submitted code with no sandbox (it can read the seed, the network and your files); set `unsafe: true` only for local development, use the docker or ssh executor otherwise",
-  }).describe("Must be true: submitted code runs with no isolation. Development and demos only."),
+    error: "the process executor runs submitted code with no sandbox around the harness (no memory or CPU limits, the network open; only the harness's namespace wall); set `unsafe: true` only for local development, use the docker or ssh executor otherwise",
+  }).describe("Must be true: submitted code runs behind the harness's namespace wall only, without memory, CPU or network limits. Development and demos only."),
   python: z.string().min(1).default("python3").describe("Interpreter with the harness's Python stack."),
   workdir: z.string().min(1).default(repoRoot).describe("Directory holding environments/templar and hparams/models; the harness's cwd."),
   ...(({ marginSeconds, timeoutSeconds, maxLogBytes }) => ({ marginSeconds, timeoutSeconds, maxLogBytes }))(limitOptions()),
@@ -200,8 +202,9 @@ function probeProcess(opts: ProcessExecutorOptions, slot: Slot): Promise<string>
 const SERVER_IDLE_SECONDS = 365 * 24 * 3600;
 
 /**
- * Starts `env.py --serve` in a process group of its own, in a fresh session dir (its in/ and out/ 0700,
- * so a worker moved to another uid reads neither requests nor results, and tmp/ for its home).
+ * Starts `env.py --serve` in a process group of its own, in a fresh session dir of ours alone (0700): in/
+ * and out/, which the harness covers in its worker's mount namespace, and tmp/ (the server's TMPDIR; the
+ * worker's home is in its own private /tmp).
  */
 async function startServer(opts: ProcessExecutorOptions, slot: Slot, log: Logger, output: Output): Promise<ServerHandle> {
   const dir = await mkdtemp(join(tmpdir(), `crusades-process-${process.pid}-`));
@@ -210,12 +213,7 @@ async function startServer(opts: ProcessExecutorOptions, slot: Slot, log: Logger
   const outDir = join(dir, "out");
   const tmp = join(dir, "tmp");
   for (const d of [inDir, outDir, tmp]) await mkdir(d);
-  await chmod(inDir, 0o700);
-  await chmod(outDir, 0o700);
-  // Run as root, env.py moves the worker to an unprivileged uid: it must reach its home under tmp/
-  // (dir traversable, tmp/ sticky and open) but not list the dir.
-  await chmod(tmp, 0o1777);
-  await chmod(dir, 0o711);
+  for (const d of [inDir, outDir, tmp, dir]) await chmod(d, 0o700);
   const args = wrapped(slot, serveArgs(inDir, outDir, SERVER_IDLE_SECONDS));
   const child = spawn(opts.python, args, { cwd: opts.workdir, env: harnessEnv(opts, slot, tmp), detached: true, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout.on("data", (c: Uint8Array) => output("stdout", c));

@@ -47,7 +47,7 @@ export const SshExecutorOptions = SandboxOptions.extend({
   agent: z.string().min(1).optional().describe("ssh-agent socket path."),
   knownHostsPath: z.string().min(1).default("~/.ssh/known_hosts").describe("known_hosts file the host key must be in."),
   trustUnknownHost: z.boolean().default(false).describe("Accept a host key that is not in known_hosts (logged with its fingerprint). Never in production."),
-  mode: z.enum(["docker", "direct"]).default("docker").describe("docker: the sandbox container (image present on the host); direct: python3 on the host, no isolation."),
+  mode: z.enum(["docker", "direct"]).default("docker").describe("docker: the sandbox container (image present on the host); direct: python3 on the host, the worker behind the harness's namespace wall only (no memory, CPU or network limits)."),
   remoteRepo: z.string().startsWith("/").optional().describe("direct mode: a checkout on the host holding environments/templar and hparams/models."),
   python: z.string().min(1).default("python3").describe("direct mode: the host's interpreter with the harness's Python stack."),
   remoteTmp: z.string().startsWith("/").default("/tmp").describe("Where each submission's server gets its own `mktemp -d` directory on the host."),
@@ -286,8 +286,9 @@ const sftpFiles = (sftp: SFTPWrapper, call: SftpCall): ServerFiles => ({
 });
 
 /**
- * Starts a warm server for one submission in a fresh remote directory (in/ and out/ 0700, so the worker's
- * uid reads neither; tmp/ for its home in direct mode), on its own channel of the connection.
+ * Starts a warm server for one submission in a fresh remote directory of ours alone (0700: in/ and out/,
+ * bound into the sandbox or, in direct mode, covered in the worker's mount namespace; tmp/ the server's
+ * TMPDIR in direct mode), on its own channel of the connection.
  */
 async function startServer(conn: Connection, opts: SshExecutorOptions, h: Host, slot: Slot, submissionId: string, log: Logger, output: Output): Promise<ServerHandle> {
   const { prefix } = h;
@@ -296,7 +297,7 @@ async function startServer(conn: Connection, opts: SshExecutorOptions, h: Host, 
   const served = opts.mode === "docker" ? servedDataPath() : null;
   const shardPath = served === null ? null : remoteShardPath(opts, served);
   const findShard = shardPath === null ? "" : ` && { (${shardBase(opts)} && S=$(readlink -e -- ${q(shardPath)}) && [ -f "$S" ] && echo "$S"); true; }`;
-  const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 711 "$D" && mkdir -m 700 "$D/in" "$D/out" && mkdir -m 1777 "$D/tmp" && echo "$D"${findShard}`);
+  const made = await conn.exec(`D=$(mktemp -d ${q(prefix)}XXXXXXXX) && chmod 700 "$D" && mkdir -m 700 "$D/in" "$D/out" "$D/tmp" && echo "$D"${findShard}`);
   const [dir = "", shard] = made.stdout.trim().split("\n");
   if (made.code !== 0 || !dir.startsWith(prefix)) throw new Error(`cannot create a run directory on ${where}: ${made.stderr.trim()}`);
   log.debug("remote run directory", { dir });
