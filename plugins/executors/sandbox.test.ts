@@ -24,7 +24,7 @@ describe("sandbox policy", () => {
     expect(h.Memory).toBe(8 * 1024 ** 3);
     expect(h.ShmSize).toBe(2 * 1024 ** 3);
     expect(h.Binds).toEqual(["/host/run/in:/run/crusades/in:ro", "/host/run/out:/run/crusades/out:rw"]);
-    expect(Object.keys(h.Tmpfs!)).toEqual(["/tmp"]);
+    expect(Object.keys(h.Tmpfs!)).toEqual(["/tmp", "/dev/shm"]);
     expect(h.Tmpfs!["/tmp"]).toContain("nosuid");
     expect(h.DeviceRequests).toEqual([]);
     expect(c.Labels).toMatchObject({ "crusades.session": "s1", "crusades.submission": request.submission_id });
@@ -69,6 +69,7 @@ describe("sandbox policy", () => {
     // memory 8g, /dev/shm 2g: /tmp gets 4g - 2g, below tmpfsSize's 4g.
     expect(h.Tmpfs!["/tmp"]).toContain(`size=${2 * 1024 ** 3}`);
     expect(h.Tmpfs!["/tmp"]).toMatch(/nr_inodes=\d+/);
+    expect(h.Tmpfs!["/dev/shm"]).toMatch(new RegExp(`nr_inodes=\\d+.*size=${2 * 1024 ** 3}`));
     expect(h.Sysctls).toEqual({ "kernel.shm_rmid_forced": "1", "kernel.msgmni": "32" });
     const small = SandboxOptions.parse({ tmpfsSize: "512m" });
     expect(createOptions(small, limits, sandboxSpec(small, run, dirs), cpuSlot).HostConfig!.Tmpfs!["/tmp"]).toContain(`size=${512 * 1024 ** 2}`);

@@ -104,9 +104,10 @@ export function sandboxSpec(
     inDir: dirs.inDir,
     outDir: dirs.outDir,
     shard: dirs.shard ?? null,
-    // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp. Its size is
-    // added where the memory limit is known (tmpfsBytes); inodes are bounded too, as each costs memory no size counts.
-    tmpfs: { "/tmp": `rw,exec,nosuid,nodev,nr_inodes=${TMP_INODES},mode=1777` },
+    // exec: Triton and Inductor load the .so files they compile into the worker's home under /tmp. Sizes are
+    // added where the limits are known (tmpfsWithSize); inodes are bounded too, as each costs memory no size
+    // counts. /dev/shm is mounted here rather than by ShmSize, which cannot bound its inodes.
+    tmpfs: { "/tmp": `rw,exec,nosuid,nodev,nr_inodes=${TMP_INODES},mode=1777`, "/dev/shm": `rw,noexec,nosuid,nodev,nr_inodes=${TMP_INODES},mode=1777` },
   };
 }
 
@@ -128,7 +129,7 @@ export function tmpfsBytes(opts: SandboxOptions, limits: Limits): number {
 }
 
 const tmpfsWithSize = (opts: SandboxOptions, limits: Limits, spec: SandboxSpec) =>
-  Object.fromEntries(Object.entries(spec.tmpfs).map(([path, o]) => [path, `${o},size=${tmpfsBytes(opts, limits)}`]));
+  Object.fromEntries(Object.entries(spec.tmpfs).map(([path, o]) => [path, `${o},size=${path === "/dev/shm" ? bytes(limits.shmSize) : tmpfsBytes(opts, limits)}`]));
 
 /**
  * env.py keeps the worker under its own uid when the image's Python stack is not readable by others;
