@@ -129,6 +129,44 @@ describe.skipIf(!ready)("docker executor", () => {
     expect(await containersFor(request.submission_id)).toEqual([]);
   }, 600_000);
 
+  test("a hostile submission cannot make its rejection our error: one container, every run judged, nothing left", async () => {
+    // Issue 19 #3-5 through the real sandbox, all runs of one submission in one container (its warm server):
+    // a 3000-deep chain (past recursion and PATH_MAX), locked trees, the supervisor's cache dirs under /tmp,
+    // SysV and POSIX IPC; watchers that SIGSTOP every new pid (the killer); the pids limit filled; memory parked
+    // in the tmpfs mounts plus allocators (the OOM killer); then the first probe again, which must find nothing.
+    const tag = `lv${marker().slice(-10)}`;
+    const fixture = (name: string) => readFileSync(join(repoRoot, `tests/fixtures/train/${name}.py`), "utf8").replace("TAG_NAME", tag);
+    const runs = ["leave_everything", "stop_the_killer", "fill_pids", "oom_park", "leave_everything"];
+    const submission = tinyRequest("").submission_id;
+    const ex = dockerExecutor(options);
+    const results = [];
+    const containers = new Set<string>();
+    try {
+      for (const [i, name] of runs.entries()) {
+        results.push(await ex.evaluate({ ...tinyRequest(fixture(name)), submission_id: submission, run_index: i }, ctx()));
+        for (const c of await containersFor(submission)) containers.add(c.Id);
+      }
+    } finally {
+      await ex.close!();
+    }
+    const ours = ["harness_error", "timeout", "executor_error", "invalid_result"];
+    expect(results.map((r, i) => [runs[i], r.error?.code, r.error?.message.slice(0, 400)]).filter(([, code]) => ours.includes(code ?? ""))).toEqual([]);
+    for (const r of results) {
+      expect(r.diagnostics.containment).toBe("uid");
+      expect(r.diagnostics.left_behind_errors).toEqual([]);
+      expect(String(r.diagnostics.landlock)).toStartWith("landlock abi");
+    }
+    expect(containers.size).toBe(1); // the harness server lived through every run
+    const [left, stopped, , , probe] = results;
+    expect(left!.success).toBe(true);
+    expect(String(left!.diagnostics.worker_log_tail)).toMatch(/left: chain in \/tmp, chain in home, locked tree, .*sysv shm, sysv msg, sysv sem, posix mq/);
+    expect(left!.diagnostics.left_behind_removed as number).toBeGreaterThanOrEqual(6000);
+    expect(stopped!.success).toBe(true);
+    expect(probe!.success).toBe(true);
+    expect(String(probe!.diagnostics.worker_log_tail)).toContain("found nothing from an earlier run");
+    expect(await containersFor(submission)).toEqual([]);
+  }, 1_500_000);
+
   test("containers left by a crashed validator are removed at start", async () => {
     // A one-file image keeps this cheap: the stale container is never started.
     const dir = mkdtempSync(join(tmpdir(), "crusades-empty-"));
