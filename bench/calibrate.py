@@ -52,6 +52,7 @@ EVIDENCE = [f"{kind}_{stat}" for kind in checks.KINDS.values() for stat in ("sca
 OTHER = ["loss_abs_diff", "logits_rel_diff"]
 MARGIN = 1.5
 FLOOR = 1e-4
+COMPILE_TIMEOUT_S = 900
 
 
 def code_of(fixture: str, mode: str | None) -> str:
@@ -105,22 +106,26 @@ def rejected_by(values: dict, bounds: dict) -> list[str]:
     return [s for s, b in flat_bounds(bounds).items() if distance(s, values[s]) > b]
 
 
-def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> dict | None:
-    """Every loop over its seeds through one warm harness; appends to `runs`, returns the device (None when
-    a run never reached the comparison: then nothing was measured)."""
-    device = None
+def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> tuple[dict | None, dict]:
+    """Every loop over its seeds through one warm harness; appends to `runs`. Returns the device and the
+    loops left out: a loop whose run never reached the comparison (torch.compile past the time limit on a
+    loaded CPU, say) measured nothing, and is named in the file instead."""
+    device, skipped = None, {}
     with tempfile.TemporaryDirectory(prefix="crusades-calibrate-") as tmp:
         harness = WarmHarness(Path(tmp), stderr=open(os.devnull, "w"))
         try:
             for loop in loops:
                 code = code_of(*LOOPS[loop])
+                # Compiling is not what is measured here: give it room on a slow device.
+                extra = {"timeout_seconds": COMPILE_TIMEOUT_S} if loop == "compile" else {}
                 for seed in range(args.compile_seeds if loop == "compile" else args.seeds):
-                    doc = harness.run(build_request(code, hp, args.profile, seed, submission_id=loop, **overrides))
+                    doc = harness.run(build_request(code, hp, args.profile, seed, submission_id=loop,
+                                                    **overrides, **extra))
                     diag = doc.get("diagnostics", {})
                     if "tensor_errors" not in diag:
-                        print(f"{loop} seed {seed}: no comparison ({(doc['error'] or {}).get('message', '')[:300]})",
-                              file=sys.stderr)
-                        return None
+                        skipped[loop] = (doc["error"] or {}).get("message", "no comparison")[:300]
+                        print(f"{loop} seed {seed}: left out ({skipped[loop]})", file=sys.stderr, flush=True)
+                        break
                     device = device or doc["device"]
                     runs.append({"loop": loop, "values": {c["name"]: c["value"] for c in doc["checks"]},
                                  "errors": diag["tensor_errors"], "no_signal": diag["update_layers_without_signal"]})
@@ -128,7 +133,7 @@ def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> di
                           file=sys.stderr, flush=True)
         finally:
             harness.close()
-    return device
+    return device, skipped
 
 
 def main() -> int:
@@ -140,7 +145,8 @@ def main() -> int:
     parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
     parser.add_argument("--floor", type=float, default=FLOOR, help=f"no bound or noise below this ({FLOOR})")
     parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
-    parser.add_argument("--out", type=Path, help="where to write (default: the harness's calibration directory)")
+    parser.add_argument("--out", type=Path, help="file, or directory for <profile>.<device class>.json, to write "
+                                                 "(default: the harness's calibration directory)")
     parser.add_argument("--save-runs", type=Path, help="also keep every run's statistics here (JSON)")
     parser.add_argument("--from-runs", type=Path, nargs="+", help="derive from the runs kept by --save-runs (one or "
                                                                   "more sessions, merged) instead of running")
@@ -152,22 +158,25 @@ def main() -> int:
     names = [n for n, _ in workload.param_layout(workload.config_from(raw_config))]
     overrides = {"data_path": None} if args.synthetic else {}
     loops = [n for n in args.loops.split(",") if n != "fp32" or bench["autocast"]]
-    runs, device, started = [], None, time.time()
+    runs, device, skipped, started = [], None, {}, time.time()
     command = "python3 bench/calibrate.py " + " ".join(a for a in sys.argv[1:])
     if args.from_runs:
         kept = [json.loads(path.read_text()) for path in args.from_runs]
         runs = [r for k in kept for r in k["runs"]]
         device, command = kept[0]["device"], kept[0].get("command", command)
+        skipped = {loop: why for k in kept for loop, why in k.get("skipped", {}).items()}
         loops = list(dict.fromkeys(loop for k in kept for loop in k["loops"]))
         if len({checks.device_class(k["device"]["type"], k["device"]["name"]) for k in kept}) > 1:
             print("calibrate.py: those runs come from different device classes", file=sys.stderr)
             return 2
     else:
-        device = measure(args, hp, loops, overrides, runs)
-        if device is None:
+        device, skipped = measure(args, hp, loops, overrides, runs)
+        if not runs:
+            print("calibrate.py: no honest run reached the comparison", file=sys.stderr)
             return 1
     if args.save_runs:
-        args.save_runs.write_text(json.dumps({"device": device, "loops": loops, "runs": runs, "command": command}))
+        args.save_runs.write_text(json.dumps({"device": device, "loops": loops, "runs": runs, "command": command,
+                                                   "skipped": skipped}))
 
     derived = derive(runs, names, args.margin, args.floor)
     floor_share = verification_settings(hp, args.profile)["layer_signal_floor"]
@@ -183,9 +192,11 @@ def main() -> int:
            "torch": torch.__version__, "transformers": transformers.__version__,
            "data": "synthetic" if args.synthetic or bench["data_path"] is None else bench["data_path"],
            "key": checks.calibration_key(bench, raw_config, hp["optimizer"]),
-           "loops": {loop: sum(r["loop"] == loop for r in runs) for loop in loops},
+           "loops": {loop: n for loop in loops if (n := sum(r["loop"] == loop for r in runs))},
+           "left_out": skipped,
            "margin": args.margin, "floor": args.floor, **derived}
-    out = args.out or checks.CALIBRATION_DIR / f"{args.profile}.{dev_class}.json"
+    out = args.out or checks.CALIBRATION_DIR
+    out = out / f"{args.profile}.{dev_class}.json" if out.is_dir() else out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"profile {args.profile} on {dev_class} ({device['name']}): {len(runs)} honest runs of {len(loops)} loops "

@@ -3,8 +3,9 @@
 # (Qwen2.5-3B config, batch 4 x 1024, 5 steps, seeded synthetic tokens). Through the validator's path:
 #   1. bench/calibrate.py: honest loops of the profile's precision (bf16 autocast over fp32 master weights
 #      and fp32 AdamW state) or better, 2 seeds each, one warm env.py --serve; writes
-#      environments/templar/calibration/benchmark.<device class>.json (copied to $OUT) and the runs it
-#      measured ($OUT/calibration-runs.json: merge sessions with calibrate.py --from-runs a.json b.json);
+#      $OUT/<profile>.<device class>.json (for the benchmark profile also into environments/templar/calibration/,
+#      where the next step's harness reads it: commit that file) and the runs it measured
+#      ($OUT/calibration-runs.json: merge sessions with calibrate.py --from-runs a.json b.json);
 #   2. bench/separation.py with that calibration: the closest fp8 shortcut (weight gradients) and the
 #      closest gradient shortcut (the last gradient zeroed), beside one fresh honest seed.
 # Each step has its own time limit so one hang cannot eat the rest; the defaults sum to 460 s of a 480 s
@@ -32,7 +33,8 @@ run() {  # name limit command...
 # an fp32 loop without checkpointing does not fit 80 GB at 4 x 1024 tokens.
 run calibrate "${CALIBRATE_LIMIT:-350}" python3 bench/calibrate.py --profile "$profile" --synthetic \
   --seeds "${SEEDS:-2}" --loops "${LOOPS:-template,fused,chunked_ce,microbatch,math_sdpa,checkpoint}" \
-  --save-runs "$out/calibration-runs.json"
-cp environments/templar/calibration/"$profile".*.json "$out"/ 2>/dev/null
+  --save-runs "$out/calibration-runs.json" --out "$out"
+# A dry run (PROFILE=tiny-bf16 on a CPU) leaves the shipped calibrations alone.
+[ "$profile" = benchmark ] && cp "$out"/benchmark.*.json environments/templar/calibration/
 run separation "${SEPARATION_LIMIT:-110}" python3 bench/separation.py --profile "$profile" --synthetic \
   --seeds 1 --honest "${HONEST_VARIANTS:-fused}" --shortcuts "${SHORTCUTS:-fp8_wgrad,zero_last}"

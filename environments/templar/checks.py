@@ -57,14 +57,15 @@ DEVICE_CLASSES = [("H100 PCIe", "h100-pcie"), ("H100", "h100"), ("H200", "h200")
 
 def precision(autocast: bool) -> str:
     return "bf16 autocast over fp32 master weights and fp32 AdamW state" if autocast else \
-        "fp32 throughout (weights, activations, gradients, AdamW state)"
+        "fp32 weights, activations, gradients and AdamW state"
 
 
 def rule(autocast: bool) -> str:
     """The precision rule, as every mismatch message states it."""
     return (f"a loop is honest when its evidence stays inside the band that honest loops of this profile's "
-            f"precision ({precision(autocast)}) or better reach on this device; lower precision anywhere (fp8 "
-            "GEMMs, low-precision optimizer state or master weights) or a missing gradient leaves it")
+            f"precision or better reach on this device (the profile declares {precision(autocast)}); lower "
+            "precision anywhere (fp8 GEMMs, low-precision optimizer state or master weights) or a missing gradient "
+            "leaves it")
 
 
 def device_class(device_type: str, name: str) -> str:
@@ -254,7 +255,8 @@ def _finish(checks: list, diag: dict) -> tuple[list, dict | None, dict]:
     if first:
         c = failed[first]
         value = "" if c["value"] is None else f" (value {_g(c['value'])}, bound {c['bound']}" + \
-            (f", honest loops reach {_g(c['honest_max'])}" if "honest_max" in c else "") + ")"
+            (f", honest loops reach {'1 ± ' if first.endswith('_scale') else ''}{_g(c['honest_max'])}"
+             if "honest_max" in c else "") + ")"
         error = {"code": CODES[first], "message": f"{first} failed{value}: {c.get('detail') or 'see checks'}"}
     return checks, error, diag
 

@@ -87,7 +87,7 @@ def test_checks_name_value_and_bound(results):
     doc = results["skip_backward_last"]
     by_name = {c["name"]: c for c in doc["checks"]}
     scale = by_name["update_scale"]  # one skipped step of ten: about a tenth of the update missing
-    assert not scale["passed"] and 0.8 < scale["value"] < 0.98 and scale["bound"] == "1 ± 0.02"
+    assert not scale["passed"] and 0.8 < scale["value"] < 0.98 and scale["bound"].startswith("1 ± ")
     assert not by_name["exp_avg_rel_global"]["passed"] and by_name["exp_avg_rel_global"]["value"] > 0.2
     assert doc["error"]["message"].startswith("optimizer_state failed")
     assert by_name["token_count"]["passed"] and by_name["loss_abs_diff"]["passed"]

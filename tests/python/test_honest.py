@@ -16,7 +16,8 @@ def test_template_verified_through_verify_cli():
     assert doc["total_tokens"] == 2 * 64 * 10
     assert abs(doc["tps"] - doc["total_tokens"] / doc["wall_time_seconds"]) < 1e-6 * doc["tps"]
     assert doc["total_time_seconds"] > doc["wall_time_seconds"] > 0
-    assert all(c["passed"] for c in doc["checks"]) and len(doc["checks"]) == 16
+    assert all(c["passed"] for c in doc["checks"]) and len(doc["checks"]) == 19  # with the three noise statistics
+    assert doc["calibration"]["calibrated"] and doc["calibration"]["file"] == "calibration/tiny.cpu.json"
     assert doc["diagnostics"]["reference_loss"] == doc["diagnostics"]["candidate_loss"]
 
 

@@ -1,0 +1,179 @@
+"""The verdict's measured parts: calibrations judge the device class and settings they were measured on
+and nothing else, the noise statistic adds up a systematic error, the MFU ceiling, the tiny profiles carry
+gradient signal in every module, and verify.py shows how close a loop is. In-process and fast, but for one
+harness run (the ceiling, through the real supervisor)."""
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import checks
+import env
+import workload
+from conftest import HPARAMS, ROOT, build_request, fork_harness, read_code
+
+sys.path.insert(0, str(ROOT / "bench"))
+import calibrate  # noqa: E402
+from verify import benchmark_settings, report  # noqa: E402
+
+SHIPPED = ["tiny", "tiny-bf16"]
+
+
+def _key(profile: str) -> dict:
+    bench = benchmark_settings(HPARAMS, profile)
+    return checks.calibration_key(bench, workload.read_config(str(ROOT / bench["model_config"])), HPARAMS["optimizer"])
+
+
+@pytest.mark.parametrize("profile", SHIPPED)
+def test_shipped_calibrations_are_for_todays_settings(profile):
+    # A config, batch or optimizer change without a new calibration would judge with a band measured on
+    # something else: the harness then falls back (uncalibrated), and this test says so first.
+    cal = json.loads((checks.CALIBRATION_DIR / f"{profile}.cpu.json").read_text())
+    assert cal["version"] == checks.CALIBRATION_VERSION and cal["key"] == _key(profile), \
+        f"recalibrate: python3 bench/calibrate.py --profile {profile}"
+    config = workload.load_config(str(ROOT / benchmark_settings(HPARAMS, profile)["model_config"]))
+    names = [n for n, _ in workload.param_layout(config)]
+    assert all(set(cal["noise"][k]) == set(names) for k in checks.KINDS.values())
+    bounds = calibrate.flat_bounds(cal["bounds"])
+    for stat, band in cal["band"].items():  # every bound is the stated margin over the honest maximum, or the floor
+        floor = 1.0 if stat.endswith("_noise") else cal["floor"]
+        assert bounds[stat] >= cal["margin"] * max(band["max"], floor) * (1 - 1e-9) > band["max"], (stat, band, bounds[stat])
+    assert sum(cal["loops"].values()) >= 30 and len(cal["loops"]) >= 9
+
+
+def test_judging_takes_the_calibration_of_this_device_class_and_settings_only(tmp_path):
+    bench = benchmark_settings(HPARAMS, "tiny-bf16")
+    raw = workload.read_config(str(ROOT / bench["model_config"]))
+    shipped = json.loads((checks.CALIBRATION_DIR / "tiny-bf16.cpu.json").read_text())
+    (tmp_path / "tiny-bf16.cpu.json").write_text(json.dumps(shipped))
+    fallback = HPARAMS["verification"]
+
+    tol, info = checks.judging(bench, raw, HPARAMS["optimizer"], "cpu", fallback, tmp_path)
+    assert info["calibrated"] and info["file"] == "calibration/tiny-bf16.cpu.json"
+    assert tol["exp_avg"] == shipped["bounds"]["exp_avg"] and tol["noise"] == shipped["noise"]
+
+    tol, info = checks.judging(bench, raw, HPARAMS["optimizer"], "h100", fallback, tmp_path)
+    assert not info["calibrated"] and "no calibration tiny-bf16.h100.json" in info["reason"]
+    assert tol["exp_avg"] == fallback["exp_avg"] and tol["noise"] is None
+
+    longer = {**bench, "eval_steps": bench["eval_steps"] + 1}
+    _, info = checks.judging(longer, raw, HPARAMS["optimizer"], "cpu", fallback, tmp_path)
+    assert not info["calibrated"] and "other settings" in info["reason"]
+    (tmp_path / "tiny-bf16.cpu.json").write_text("{not json")
+    _, info = checks.judging(bench, raw, HPARAMS["optimizer"], "cpu", fallback, tmp_path)
+    assert not info["calibrated"] and "unreadable" in info["reason"]
+
+
+def test_device_classes():
+    assert checks.device_class("cpu", "x86_64") == "cpu"
+    assert checks.device_class("cuda", "NVIDIA H100 80GB HBM3") == "h100"
+    assert checks.device_class("cuda", "NVIDIA H100 PCIe") == "h100-pcie"
+    assert checks.device_class("cuda", "NVIDIA H200") == "h200"
+    assert checks.device_class("cuda", "NVIDIA GeForce RTX 4090") == "nvidia-geforce-rtx-4090"
+
+
+def test_the_noise_statistic_adds_up_an_error_spread_over_every_tensor():
+    sigma = {f"t{i}": 0.01 * (i + 1) for i in range(20)}  # each tensor's own honest noise
+    honest = {n: s * (1.3 if i % 4 == 0 else 0.6) for i, (n, s) in enumerate(sigma.items())}  # some above, most below
+    systematic = {n: s * 1.6 for n, s in sigma.items()}  # a lower-precision loop: every tensor a bit noisier
+    h, c = checks.noise_statistic(honest, sigma, sigma), checks.noise_statistic(systematic, sigma, sigma)
+    assert h < 1 < 1.5 < c
+    # The worst single tensor of the honest loop (1.3 sigma) is near the systematic one's (1.6): a per-tensor
+    # bound cannot tell them apart, the combined statistic can.
+    assert max(honest[n] / sigma[n] for n in sigma) / 1.6 > 0.8 and c / h > 1.8
+
+
+def test_derived_bounds_are_the_margin_over_the_honest_maximum():
+    names = ["a", "b"]
+    runs = []
+    for scale in (1.0, 2.0):
+        values = {s: 0.001 * scale for s in calibrate.EVIDENCE + calibrate.OTHER}
+        values.update({s: 1 - 0.002 * scale for s in calibrate.EVIDENCE if s.endswith("_scale")})
+        runs.append({"values": values, "errors": {k: [0.01 * scale, 0.00001] for k in checks.KINDS.values()},
+                     "no_signal": []})
+    derived = calibrate.derive(runs, names, 1.5, 1e-4)
+    assert derived["band"]["exp_avg_rel_global"]["max"] == pytest.approx(0.002)
+    assert derived["bounds"]["exp_avg"]["rel_global"] == pytest.approx(0.003)
+    assert derived["bounds"]["update"]["scale"] == pytest.approx(0.006)  # |1 - scale| up to 0.004
+    assert derived["noise"]["exp_avg"]["b"] == 1e-4  # floored: rounding-free tensors do not make bounds of 0
+    assert derived["noise"]["exp_avg"]["a"] == pytest.approx(0.01 * math.sqrt(2.5))
+    assert derived["bounds"]["exp_avg"]["noise"] >= 1.5  # the noise statistic's floor is 1
+    assert calibrate.round_up(0.0123401) == pytest.approx(0.0124) and calibrate.round_up(0.0123) == pytest.approx(0.0123)
+    assert not any(calibrate.rejected_by(r["values"], {**derived["bounds"]}) for r in runs)
+
+
+def test_the_mfu_ceiling():
+    assert checks.mfu_ceiling(None) == (None, None)  # peak unknown (a CPU): no ceiling
+    check, error = checks.mfu_ceiling(0.5)
+    assert check["passed"] and error is None
+    check, error = checks.mfu_ceiling(0.9)
+    assert not check["passed"] and error["code"] == "implausible_mfu" and "90%" in error["message"]
+
+
+def test_a_result_above_the_ceiling_is_rejected_by_the_harness(workdir, monkeypatch):
+    # The harness in a forked copy of this process, told the CPU has a 1 kFLOP/s peak: any real window is
+    # then far above the ceiling.
+    monkeypatch.setattr(env.workload, "peak_flops", lambda device: ("a very slow device", 1e3))
+    request = build_request(read_code("template"), HPARAMS, "tiny", submission_id="ceiling")
+    pid, res, log = fork_harness(request, workdir)
+    os.waitpid(pid, 0)
+    doc = json.loads(res.read_text())
+    assert doc["error"]["code"] == "implausible_mfu", log.read_text()[-2000:]
+    assert not doc["success"] and doc["tps"] == 0 and doc["mfu"] is None
+    ceiling = next(c for c in doc["checks"] if c["name"] == "mfu_ceiling")
+    assert not ceiling["passed"] and ceiling["value"] > checks.MFU_CEILING
+    assert all(c["passed"] for c in doc["checks"] if c["name"] != "mfu_ceiling")  # it trained honestly
+
+
+@pytest.mark.parametrize("profile", ["tiny-bf16"])
+def test_every_module_of_the_tiny_model_carries_gradient_signal(profile):
+    # The benchmark model's attention is far from uniform at initialisation (std 0.02 over 2048 features);
+    # a tiny model with the same std over 128 features attends uniformly, its query and key projections get
+    # almost no gradient, and a shortcut in those paths would verify on tiny-bf16 and fail on the benchmark.
+    bench = benchmark_settings(HPARAMS, profile)
+    config = workload.load_config(str(ROOT / bench["model_config"]))
+    torch.manual_seed(0)
+    model = workload.build_model(config, torch.device("cpu"))
+    workload.init_weights(model, 1, config.initializer_range)
+    tokens = workload.make_tokens(2, 1, bench["batch_size"], bench["sequence_length"], config.vocab_size, None)[0]
+    with workload.autocast(torch.device("cpu"), bench["autocast"]):
+        logits = model(input_ids=tokens[:, :-1]).logits
+    F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)).backward()
+    params = dict(model.named_parameters())
+    typical = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in params.values()) / sum(p.numel() for p in params.values()))
+    floor = HPARAMS["verification"]["layer_signal_floor"]
+    weak = {n: round(float(p.grad.norm()) / math.sqrt(p.numel()) / typical, 4) for n, p in params.items()
+            if not n.endswith("bias") and float(p.grad.norm()) / math.sqrt(p.numel()) < floor * typical}
+    assert not weak, f"{profile}: modules whose gradient is below {floor} of the typical: {weak}"
+
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        attentions = model(input_ids=tokens[:, :-1], output_attentions=True).attentions
+    n = torch.arange(1, tokens.shape[1]).float()
+    for layer, a in enumerate(attentions):
+        p = a.float().clamp_min(1e-30)
+        entropy = (-(p * p.log()).sum(-1) / n.log().clamp_min(1e-9))[..., 1:].mean()
+        assert entropy < 0.97, f"{profile}: layer {layer} attends almost uniformly (entropy {entropy:.3f} of uniform)"
+
+
+def test_verify_prints_each_statistic_beside_its_bound_and_the_honest_band():
+    doc = {"run_index": 0, "success": True, "tps": 10.0, "mfu": None, "wall_time_seconds": 1.0,
+           "total_time_seconds": 2.0, "error": None,
+           "calibration": {"profile": "tiny-bf16", "device_class": "cpu", "calibrated": True,
+                           "file": "calibration/tiny-bf16.cpu.json", "version": 1},
+           "checks": [{"name": "exp_avg_rel_global", "passed": True, "value": 0.0065123, "bound": "<= 0.0222",
+                       "honest_max": 0.0148},
+                      {"name": "exp_avg_scale", "passed": True, "value": 0.99987, "bound": "1 ± 0.002",
+                       "honest_max": 0.00132}]}
+    text = report(doc)
+    line = next(l for l in text.splitlines() if "exp_avg_rel_global" in l)
+    assert "0.00651" in line and "<= 0.0222" in line and "<= 0.0148" in line
+    assert "1 ± 0.00132" in next(l for l in text.splitlines() if "exp_avg_scale" in l)
+    assert "calibration/tiny-bf16.cpu.json" in text
+    doc["calibration"] = {**doc["calibration"], "calibrated": False, "file": None, "reason": "no calibration x"}
+    assert "UNCALIBRATED: no calibration x" in report(doc)
