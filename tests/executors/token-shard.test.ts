@@ -22,7 +22,8 @@ const ready = await requireService("token shard in the sandboxes", "docker");
 const sshdReady = ready && (await requireService("token shard over ssh", "sshd"));
 const docker = new Docker();
 const validatorId = `shard-test-${process.pid}`;
-const sandbox = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g" };
+// One CPU slot; the start-up probe is the device pool's test, not this one's.
+const sandbox = { image: EVAL_IMAGE, gpus: "none" as const, validatorId, memory: "4g", shmSize: "1g", probe: false };
 const ctx = () => ({ log: memoryLogger(), signal: new AbortController().signal });
 const dataPath = loadHParams().benchmark_data_path!;
 // Where the harness reads it in the container: relative to the image's /app.
@@ -30,10 +31,11 @@ const target = `/app/${dataPath}`;
 
 // World-readable, so the ssh test user (the "remote host" login) can find it too.
 const dir = mkdtempSync(join(tmpdir(), "crusades-shard-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 chmodSync(dir, 0o755);
 const shard = join(dir, "tokens.npy");
 const sha256 = ready ? writeTextShard(shard) : "";
-chmodSync(shard, 0o644);
+if (ready) chmodSync(shard, 0o644);
 
 /** The template, trying on import to overwrite the shard where the harness reads it. */
 const writingCode = () => `${templateCode()}
@@ -73,7 +75,6 @@ describe.skipIf(!ready)("token shard in the sandboxes", () => {
 
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { label: [`${LABEL_VALIDATOR}=${validatorId}`] } })) await docker.getContainer(c.Id).remove({ force: true });
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test("docker: verified on the mounted shard, its sha256 in the result, read-only to the worker; another pin is refused", async () => {
