@@ -1,13 +1,14 @@
 // The benchmark profile's token shard in the sandboxes, through the real engine and the CPU image: a
 // request that reads hparams' benchmark_data_path (tiny model, a shard written from local text) is
 // verified in the docker executor and over ssh in docker mode, each result names the sha256 of the bytes
-// the harness read, the worker cannot write the shard, and a request pinning another shard is refused.
+// the harness read, the worker cannot write the shard, and a request pinning another shard is refused;
+// ssh direct mode finds the file the request names on the host.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadHParams } from "../../core/hparams.ts";
+import { loadHParams, repoRoot } from "../../core/hparams.ts";
 import { memoryLogger } from "../../core/log.ts";
 import { dockerExecutor } from "../../plugins/executors/docker.ts";
 import { LABEL_VALIDATOR } from "../../plugins/executors/sandbox.ts";
@@ -110,5 +111,17 @@ describe.skipIf(!ready)("token shard in the sandboxes", () => {
         await ex.close!();
       }
     }, 900_000);
+
+    test("ssh, direct mode: the shard is the file the request names on the host (in remoteRepo when relative)", async () => {
+      const login = { host: sshd.host, port: sshd.port, user: TEST_USER, privateKeyPath: sshd.privateKeyPath, knownHostsPath: sshd.knownHostsPath };
+      const ex = sshExecutor({ ...sandbox, ...login, mode: "direct", remoteRepo: repoRoot });
+      try {
+        expect((await ex.tokenShard!(shard, memoryLogger()))?.sha256).toBe(sha256);
+        await expect(ex.tokenShard!("data/absent.npy", memoryLogger())).rejects.toThrow(`has no token shard at data/absent.npy (in ${repoRoot})`);
+      } finally {
+        await ex.close!();
+      }
+      expect(() => sshExecutor({ ...sandbox, ...login, mode: "direct", remoteRepo: repoRoot, dataPath: shard })).toThrow("dataPath");
+    }, 60_000);
   });
 });
