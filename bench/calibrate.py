@@ -46,7 +46,8 @@ LOOPS = {"template": ("template", None), "fp32": ("honest_variants", "fp32"),
          "eager_attn": ("honest_variants", "eager_attn"), "math_sdpa": ("honest_variants", "math_sdpa"),
          "foreach": ("honest_variants", "foreach"), "fused": ("honest_variants", "fused"),
          "chunked_ce": ("honest_variants", "chunked_ce"), "microbatch": ("honest_variants", "microbatch"),
-         "checkpoint": ("honest_variants", "checkpoint"), "manual_gemm": ("precision_shortcuts", "bf16_manual"),
+         "checkpoint": ("honest_variants", "checkpoint"),
+         "fp32_checkpoint": ("honest_variants", "fp32_checkpoint"), "manual_gemm": ("precision_shortcuts", "bf16_manual"),
          "direct_pass": ("honest_fast", None), "compile": ("honest_variants", "compile")}
 EVIDENCE = [f"{kind}_{stat}" for kind in checks.KINDS.values() for stat in ("scale", "rel_global", "rel_layer")]
 OTHER = ["loss_abs_diff", "logits_rel_diff"]
@@ -141,7 +142,8 @@ def main() -> int:
     parser.add_argument("--profile", choices=PROFILES, required=True)
     parser.add_argument("--seeds", type=int, default=6, help="fresh seeds per honest loop (default 6)")
     parser.add_argument("--compile-seeds", type=int, default=1, help="seeds for torch.compile (slow to compile)")
-    parser.add_argument("--loops", default=",".join(LOOPS), help="honest loops (comma-separated)")
+    parser.add_argument("--loops", default=",".join(n for n in LOOPS if n != "fp32_checkpoint"),
+                        help="honest loops (comma-separated; fp32_checkpoint is fp32 where plain fp32 does not fit)")
     parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
     parser.add_argument("--floor", type=float, default=FLOOR, help=f"no bound or noise below this ({FLOOR})")
     parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
@@ -157,7 +159,7 @@ def main() -> int:
     raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)))
     names = [n for n, _ in workload.param_layout(workload.config_from(raw_config))]
     overrides = {"data_path": None} if args.synthetic else {}
-    loops = [n for n in args.loops.split(",") if n != "fp32" or bench["autocast"]]
+    loops = [n for n in args.loops.split(",") if not n.startswith("fp32") or bench["autocast"]]
     runs, device, skipped, started = [], None, {}, time.time()
     command = "python3 bench/calibrate.py " + " ".join(a for a in sys.argv[1:])
     if args.from_runs:

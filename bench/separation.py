@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per shortcut (default 3)")
     parser.add_argument("--honest-seeds", type=int, default=1, help="fresh seeds per honest loop (default 1)")
-    parser.add_argument("--honest", default=",".join(n for n in LOOPS if n != "compile"),
+    parser.add_argument("--honest", default=",".join(n for n in LOOPS if n not in ("compile", "fp32_checkpoint")),
                         help="honest loops (comma-separated, from bench/calibrate.py LOOPS)")
     parser.add_argument("--shortcuts", default=",".join(PRECISION + GRADIENT), help="shortcuts (comma-separated)")
     args = parser.parse_args()
