@@ -149,6 +149,11 @@ describe.skipIf(!ready)("docker executor", () => {
     } finally {
       await ex.close!();
     }
+    for (const [i, r] of results.entries()) {
+      const d = r.diagnostics as Record<string, unknown>;
+      const tail = String(d.worker_log_tail ?? "").split("\n").filter((l) => /^(pids|oom_score_adj|parked)/.test(l));
+      console.log(`${runs[i]}: ${r.error?.code ?? "verified"} kill ${(d.timings as Record<string, number>)?.kill_s?.toFixed(3)}s removed ${d.left_behind_removed} ${tail.join(" | ")}`);
+    }
     const ours = ["harness_error", "timeout", "executor_error", "invalid_result"];
     expect(results.map((r, i) => [runs[i], r.error?.code, r.error?.message.slice(0, 400)]).filter(([, code]) => ours.includes(code ?? ""))).toEqual([]);
     for (const r of results) {
