@@ -22,11 +22,9 @@ Two mechanisms, chosen by what this kernel and sandbox allow:
 Where neither holds the evaluation is refused: a run that could outlive its clock is never scored.
 
 CRUSADES_CONTAINMENT=uid (as root) skips the namespaces and walls the worker by uid alone, as in docker."""
-import atexit
 import ctypes
 import os
 import resource
-import shutil
 import signal
 import site
 import stat
@@ -395,19 +393,20 @@ def process_limit(cgroups=("/sys/fs/cgroup", "/sys/fs/cgroup/pids")) -> int:
     return DEFAULT_NPROC
 
 
-def private_home() -> None:
+def private_home() -> str | None:
     """As root, where a worker may run under another uid beside us: our HOME, TMPDIR and every cache
     directory our libraries write and later read back (CUDA's JIT cache, Triton's, Inductor's, XDG's) move
     into a fresh directory only we can enter. With HOME=/tmp (the image's), they would resolve into places a
-    worker can write, and a miner could leave compiled kernels there for the reference run to load."""
+    worker can write, and a miner could leave compiled kernels there for the reference run to load. Returns
+    the directory, for the caller to remove (None when not root)."""
     if os.geteuid() != 0:
-        return
+        return None
     home = tempfile.mkdtemp(prefix="crusades-harness-")  # 0700; in a sticky /tmp no one else can rename it
     os.environ["HOME"] = os.environ["TMPDIR"] = home
     for var, sub in CACHE_DIRS.items():
         os.environ[var] = os.path.join(home, sub)
     tempfile.tempdir = None
-    atexit.register(shutil.rmtree, home, True)
+    return home
 
 
 def _drop_capabilities() -> None:

@@ -467,6 +467,15 @@ def write_result(path: Path, doc: dict) -> None:
 
 
 def main(argv=None) -> int:
+    home = contain.private_home()  # before any library of ours writes a cache
+    try:
+        return _main(argv)
+    finally:  # a supervisor forked by the server never gets here (it leaves with os._exit)
+        if home:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _main(argv) -> int:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--request", help="evaluation request (JSON): a file, or - for stdin "
@@ -479,7 +488,6 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=300.0, help="with --serve: exit after this long "
                                                                           "without a request (default 300)")
     args = parser.parse_args(argv)
-    contain.private_home()  # before any library of ours writes a cache
     if args.serve is not None:
         if args.results is None or args.request or args.result:
             parser.error("--serve takes --results (and --idle-seconds), not --request/--result")

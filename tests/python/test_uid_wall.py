@@ -163,13 +163,32 @@ def test_the_worker_leaves_the_harness_a_share_of_the_pids_limit(tmp_path):
 
 
 def test_the_harness_keeps_its_caches_where_no_worker_can_write():
-    code = ("import json, os, sys; sys.path.insert(0, %r); import contain; contain.private_home(); "
+    code = ("import json, os, sys; sys.path.insert(0, %r); import contain; home = contain.private_home(); "
             "print(json.dumps({k: os.environ[k] for k in ['HOME', 'TMPDIR', *contain.CACHE_DIRS]}))"
             % str(contain.__file__.rsplit("/", 1)[0]))
     env = {**os.environ, "HOME": "/tmp", "TMPDIR": "/tmp"}
     paths = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                       check=True).stdout)
     home = paths["HOME"]
-    assert home != "/tmp" and not os.path.exists(home), "the private home outlived the process"
-    assert all(p == home or p.startswith(home + "/") for p in paths.values()), paths
-    assert home.startswith("/tmp/crusades-harness-")
+    try:
+        assert home.startswith("/tmp/crusades-harness-") and all(p == home or p.startswith(home + "/")
+                                                                 for p in paths.values()), paths
+        st = os.stat(home)
+        assert st.st_uid == 0 and st.st_mode & 0o777 == 0o700
+        uid, r, w = _uid(), *os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker's uid tries to plant a cache entry where the harness would read it
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.makedirs(paths["TRITON_CACHE_DIR"])
+                os.write(w, b"planted")
+            except OSError as e:
+                os.write(w, e.strerror.encode())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(r, 100) == b"Permission denied"
+    finally:
+        os.rmdir(home)
