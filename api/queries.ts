@@ -163,7 +163,7 @@ export class ApiQueries {
     if (this.snap?.key === key) return this.snap;
     const contenders = this.db
       .prepare(
-        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, created_at AS createdAt, successful_runs, runs_planned,
+        `SELECT id, hotkey, uid, score, reveal_block AS revealBlock, commit_block AS commitBlock, created_at AS createdAt, successful_runs, runs_planned,
                 scored_at AS scoredAt
          FROM submissions WHERE score IS NOT NULL AND error_code IS NULL AND state IN ('scored','published')`,
       )

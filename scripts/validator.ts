@@ -111,13 +111,13 @@ async function main(): Promise<number> {
   const a = args();
   const config = await loadConfig(a.config, registry);
   const hparams = readHParams(config);
-  // Before the chain and the store: a validator holding another token shard than the pinned one scores nothing.
-  await checkTokenShard(benchmarkSettings(hparams, config.profile), config.executor, log.child({ executor: config.executor.name }));
   const dbPath = resolve(config.database);
   mkdirSync(dirname(dbPath), { recursive: true });
   // One writer per store, before anything else: a second validator on it (`--once` by hand beside the
   // service) would re-queue the first one's run, evaluate it twice and send weights twice.
   const lock = await lockStore(dbPath);
+  // Before the chain and the store: a validator holding another token shard than the pinned one scores nothing.
+  await checkTokenShard(benchmarkSettings(hparams, config.profile), config.executor, log.child({ executor: config.executor.name }));
   const netuid = config.netuid ?? hparams.netuid;
   const chainPlugins = [...config.sources, ...config.sinks].filter(needsChain);
   const chain = chainPlugins.length ? await joinChain(config, hparams, netuid, log) : null;

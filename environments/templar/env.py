@@ -372,6 +372,9 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             worker.send(setup)  # builds its model while we run the reference
         device_name, peak = workload.peak_flops(device)  # may initialise CUDA: only after the fork
         base["device"].update(name=device_name, peak_flops=peak)
+        # The measured honest band of this profile on this device class judges the run (checks.judging).
+        tol, base["calibration"] = checks.judging(bench, raw_config, request["optimizer"],
+                                                  checks.device_class(device.type, device_name), request["verification"])
 
         t = time.perf_counter()
         run_msg, tokens = _tokens_message("run", request["seed"], "timed", steps, bench, vocab, shard)
@@ -427,7 +430,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             expected_tokens=expected_tokens, expected_steps=steps, logits_shape=logits_shape, reported=reported,
             cand=checks.candidate_sketches(snap, ref["w0"], layout, logits_shape),
             ref=checks.reference_sketches(ref["sketches"], ref["w0"], layout, logits_shape, ref["loss"]),
-            tol=request["verification"])
+            tol=tol)
         timings["verify_s"] = time.perf_counter() - t
         diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported["total_tokens"],
                     n_params=n_params)
@@ -435,6 +438,10 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             return finish(error, checks=result_checks, wall_time_seconds=window)
         tps = expected_tokens / window
         mfu = 6 * n_params * tps / peak if peak else None
+        ceiling, error = checks.mfu_ceiling(mfu)
+        result_checks += [ceiling] if ceiling else []
+        if error:
+            return finish(error, checks=result_checks, wall_time_seconds=window)
         return finish(None, success=True, tps=tps, mfu=mfu, total_tokens=expected_tokens,
                       wall_time_seconds=window, checks=result_checks)
     except Fail as f:
