@@ -367,6 +367,8 @@ def confine(drop_uid: int | None) -> None:
         os.setgroups([])
         os.setgid(drop_uid)
         os.setuid(drop_uid)
+        # A slot's uid may have no passwd entry; getpass.getuser() (torch's inductor cache) reads these first.
+        os.environ["USER"] = os.environ["LOGNAME"] = f"crusades-worker-{drop_uid}"
         _die_with_parent()  # the uid change cleared it
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _drop_capabilities()

@@ -179,7 +179,7 @@ function harnessEnv(opts: ProcessExecutorOptions, slot: Slot, tmp: string): Reco
   const env: Record<string, string> = { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" };
   for (const k of PASSED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   // PCI order, so an index means what nvidia-smi says it means; no GPU at all for a CPU slot.
-  return Object.assign(env, opts.env, { TMPDIR: tmp, CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: slot.gpus?.join(",") ?? "" });
+  return Object.assign(env, opts.env, { TMPDIR: tmp, CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: slot.gpus?.join(",") ?? "", CRUSADES_WORKER_UID: String(slot.workerUid) });
 }
 
 /** The interpreter's arguments: the parent-death and affinity wrapper, then `args`. */

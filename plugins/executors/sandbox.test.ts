@@ -39,6 +39,15 @@ describe("sandbox policy", () => {
     expect(createOptions(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot).HostConfig!.CpusetCpus).toBeUndefined();
   });
 
+  test("the slot's worker uid reaches the harness in both renderings", () => {
+    const opts = SandboxOptions.parse({});
+    const slot = { gpus: null, cpus: "1", workerUid: 65532 };
+    expect(createOptions(opts, limits, sandboxSpec(opts, run, dirs), slot).Env).toContain("CRUSADES_WORKER_UID=65532");
+    const args = dockerRunArgs(opts, limits, sandboxSpec(opts, run, dirs), slot);
+    expect(args[args.indexOf("CRUSADES_WORKER_UID=65532") - 1]).toBe("-e");
+    expect(createOptions(opts, limits, sandboxSpec(opts, run, dirs), cpuSlot).Env!.some((e) => e.startsWith("CRUSADES_WORKER_UID="))).toBe(false);
+  });
+
   test("`docker run` arguments carry the same policy", () => {
     const opts = SandboxOptions.parse({ image: "crusades-eval:cuda" });
     const args = dockerRunArgs(opts, limits, sandboxSpec(opts, { ...run, session: request.task_id, command: serveCommand(120) }, dirs), { gpus: ["1"], cpus: "2,3" }).join(" ");

@@ -142,7 +142,12 @@ export function requireWorkerDrop(request: EvaluationRequest, result: Evaluation
 }
 
 /** The devices a container sees: its slot's GPUs by device request (none when null) and its cores as its cpuset. */
-export type SlotDevices = Pick<Slot, "gpus" | "cpus">;
+export type SlotDevices = Pick<Slot, "gpus" | "cpus"> & Partial<Pick<Slot, "workerUid">>;
+
+/** The container's environment: the sandbox's, and the slot's worker uid where the slot names one. */
+function containerEnv(spec: SandboxSpec, slot: SlotDevices): [string, string][] {
+  return [...Object.entries(spec.env), ...(slot.workerUid === undefined ? [] : [["CRUSADES_WORKER_UID", String(slot.workerUid)] as [string, string]])];
+}
 
 export function createOptions(opts: SandboxOptions, limits: Limits, spec: SandboxSpec, slot: SlotDevices): ContainerCreateOptions {
   return {
@@ -153,7 +158,7 @@ export function createOptions(opts: SandboxOptions, limits: Limits, spec: Sandbo
     Cmd: spec.command.slice(1),
     User: spec.user,
     WorkingDir: opts.appDir,
-    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Env: containerEnv(spec, slot).map(([k, v]) => `${k}=${v}`),
     Labels: spec.labels,
     NetworkDisabled: true,
     AttachStdout: true,
@@ -192,7 +197,7 @@ export function dockerRunArgs(opts: SandboxOptions, limits: Limits, spec: Sandbo
   if (spec.shard) args.push("--mount", ["type=bind", csv(`src=${spec.shard.source}`), csv(`dst=${spec.shard.target}`), "readonly"].join(","));
   for (const [path, o] of Object.entries(tmpfsWithSize(opts, limits, spec))) args.push("--tmpfs", `${path}:${o}`);
   for (const [k, v] of Object.entries(SYSCTLS)) args.push("--sysctl", `${k}=${v}`);
-  for (const [k, v] of Object.entries(spec.env)) args.push("-e", `${k}=${v}`);
+  for (const [k, v] of containerEnv(spec, slot)) args.push("-e", `${k}=${v}`);
   args.push("--entrypoint", spec.command[0]!, opts.image, ...spec.command.slice(1));
   return args;
 }

@@ -66,8 +66,15 @@ describe("slots from options and devices", () => {
     expect(slotPresent(slot!, { ...found, cpus: [0, 1, 2, 3, 4] })).toBe(false);
   });
 
+  test("each slot of a host has a worker uid of its own (a uid's process count is host-wide), two apart for the guard", () => {
+    const slots = buildSlots({ gpus: "none", slots: 4 }, { gpus: null, cpus: [0, 1, 2, 3] });
+    expect(slots.map((s) => s.workerUid)).toEqual([65534, 65532, 65530, 65528]);
+    const used = slots.flatMap((s) => [s.workerUid, s.workerUid - 1]);
+    expect(new Set(used).size).toBe(used.length);
+  });
+
   test("the start-up probe must see exactly the slot's devices and compute", () => {
-    const gpu: Slot = { id: "gpu:1", host: null, gpus: ["1"], cpus: "2-3", devices: "GPU 1" };
+    const gpu: Slot = { id: "gpu:1", host: null, gpus: ["1"], cpus: "2-3", devices: "GPU 1", workerUid: 65534 };
     const out = (o: object) => `noise\nCRUSADES-PROBE ${JSON.stringify({ gpus: 1, cpus: [2, 3], matmul: 262144, ...o })}\n`;
     expect(probeProblem(gpu, out({}))).toBeNull();
     expect(probeProblem(gpu, out({ gpus: 8 }))).toBe("the sandbox sees 8 GPU(s), the slot has 1");

@@ -51,7 +51,16 @@ export interface Slot {
   gpus: string[] | null;
   cpus: string | null;
   devices: string;
+  /**
+   * The harness's worker uid on this slot. RLIMIT_NPROC counts a uid's processes host-wide, so workers of
+   * concurrent slots sharing one uid could take each other's process budget; the uid wall's guard holds
+   * workerUid - 1, hence a step of 2.
+   */
+  workerUid: number;
 }
+
+/** The worker uid of a host's first slot (nobody); later slots count down from it by 2. */
+export const WORKER_UID = 65534;
 
 export interface Gpu {
   index: string;
@@ -115,14 +124,14 @@ export function buildSlots(opts: Pick<PoolOptions, "gpus" | "slots">, found: Hos
     const missing = cpuList(set).filter((c) => !found.cpus.includes(c));
     if (missing.length) throw new Error(`cores ${cpuSet(missing)} are not online${where} (online: ${cpuSet(found.cpus)})`);
   };
-  const make = (gpus: string[] | null, cpus: string | null): Slot => {
+  const make = (gpus: string[] | null, cpus: string | null): Omit<Slot, "workerUid"> => {
     const g = gpus && `GPU${gpus.length > 1 ? "s" : ""} ${gpus.map((id) => (gpuName(id) && gpuName(id)!.index !== id ? `${gpuName(id)!.index} (${id})` : id)).join(",")}`;
     const c = cpus && `cores ${cpus}`;
     const id = `${prefix}${gpus ? `gpu:${gpus.map(canonical).join(",")}` : `cpu:${cpus}`}`;
     return { id, host, gpus, cpus, devices: [g, c].filter(Boolean).join(" + ") + (gpus && gpus.length === 1 && gpuName(gpus[0]!) ? `: ${gpuName(gpus[0]!)!.name}` : "") };
   };
 
-  let slots: Slot[];
+  let slots: Omit<Slot, "workerUid">[];
   if (Array.isArray(opts.slots)) {
     if (opts.gpus === "none" && opts.slots.some((s) => s.gpus)) throw new Error(`slots name GPUs but gpus is "none"${where}`);
     const allowed = Array.isArray(opts.gpus) ? new Set(opts.gpus.map(canonical)) : null;
@@ -161,7 +170,7 @@ export function buildSlots(opts: Pick<PoolOptions, "gpus" | "slots">, found: Hos
       owner.set(d, s.id);
     }
   }
-  return slots;
+  return slots.map((s, i) => ({ ...s, workerUid: WORKER_UID - 2 * i }));
 }
 
 const run = (cmd: string, args: string[]) =>

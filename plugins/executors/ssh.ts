@@ -226,7 +226,7 @@ export const sshExecutor = defineExecutor("ssh", SshExecutorOptions, (opts) => {
 /** Environment and wrapper that give a direct-mode process only its slot's devices (GPUs by CUDA, cores by affinity). */
 function directDevices(slot: Slot): { env: string[]; wrap: string } {
   // PCI order, so an index means what nvidia-smi says it means.
-  const env = ["CUDA_DEVICE_ORDER=PCI_BUS_ID", `CUDA_VISIBLE_DEVICES=${slot.gpus ? slot.gpus.join(",") : ""}`];
+  const env = ["CUDA_DEVICE_ORDER=PCI_BUS_ID", `CUDA_VISIBLE_DEVICES=${slot.gpus ? slot.gpus.join(",") : ""}`, `CRUSADES_WORKER_UID=${slot.workerUid}`];
   return { env, wrap: slot.cpus ? `taskset -c ${slot.cpus} ` : "" };
 }
 
