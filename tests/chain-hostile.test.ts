@@ -2,14 +2,14 @@
 // malformed frame in the middle of a running validator's connection. Real websocket servers on loopback (a
 // garbage node, and a relay in front of a localnet that can slip a frame in), real validator processes.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, ServerWebSocket } from "bun";
-import { repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
+import { spawnValidator, writeValidatorConfig } from "./fixtures/validator-cli.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-chain-hostile-"));
 const quiet = createLogger({ level: "error" });
@@ -27,30 +27,8 @@ afterAll(async () => {
 });
 
 function validator(name: string, network: string) {
-  const config = join(dir, `${name}.json`);
-  writeFileSync(
-    config,
-    JSON.stringify({
-      network,
-      database: join(dir, `${name}.db`),
-      profile: "tiny",
-      sources: [{ use: "chain-reveals" }],
-      executor: { use: "process", options: { unsafe: true } },
-      sinks: [{ use: "chain-weights" }],
-      pollIntervalSeconds: 1,
-    }),
-  );
-  const child = spawn(process.execPath, ["scripts/validator.ts", "--config", config], {
-    cwd: repoRoot,
-    env: { ...process.env, CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  child.stdout!.on("data", (c) => (output += c));
-  child.stderr!.on("data", (c) => (output += c));
-  const done = new Promise<number | null>((resolve) => child.on("close", resolve));
-  return { child, done, output: () => output };
+  const v = spawnValidator(["--config", writeValidatorConfig(dir, name, network)], { CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" }, children);
+  return { child: v.child, done: v.done, output: () => v.stdout() + v.stderr() };
 }
 
 const until = async (what: string, ok: () => boolean, ms = 30_000) => {

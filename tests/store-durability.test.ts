@@ -11,13 +11,14 @@ import { join } from "node:path";
 import { z } from "zod";
 import { createApp } from "../api/app.ts";
 import { failedResult, type EvaluationRequest, type Submission } from "../core/contracts.ts";
-import { loadHParams, repoRoot } from "../core/hparams.ts";
+import { loadHParams } from "../core/hparams.ts";
 import { createLogger, memoryLogger } from "../core/log.ts";
 import { createPipeline } from "../core/pipeline.ts";
 import { defineExecutor, defineSource } from "../core/plugin.ts";
 import { openDatabase, StoreFailure } from "../core/storage/sqlite.ts";
 import { Store } from "../core/storage/store.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
+import { spawnValidator, writeValidatorConfig } from "./fixtures/validator-cli.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-durability-"));
 const children: ChildProcess[] = [];
@@ -155,37 +156,9 @@ describe("the validator's store on a localnet", () => {
     await net?.stop();
   });
 
-  function config(name: string): string {
-    const path = join(dir, `${name}.json`);
-    writeFileSync(
-      path,
-      JSON.stringify({
-        network: net.url,
-        database: join(dir, `${name}.db`),
-        profile: "tiny",
-        sources: [{ use: "chain-reveals" }],
-        executor: { use: "process", options: { unsafe: true } },
-        sinks: [{ use: "chain-weights" }],
-        pollIntervalSeconds: 1,
-      }),
-    );
-    return path;
-  }
-
-  function validator(configPath: string, once = false) {
-    const child = spawn(process.execPath, ["scripts/validator.ts", "--config", configPath, ...(once ? ["--once"] : [])], {
-      cwd: repoRoot,
-      env: { ...process.env, CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.push(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (c) => (stdout += c));
-    child.stderr!.on("data", (c) => (stderr += c));
-    const done = new Promise<number | null>((resolve) => child.on("close", resolve));
-    return { child, done, stdout: () => stdout, stderr: () => stderr };
-  }
+  const config = (name: string) => writeValidatorConfig(dir, name, net.url);
+  const validator = (configPath: string, once = false) =>
+    spawnValidator(["--config", configPath, ...(once ? ["--once"] : [])], { CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" }, children);
 
   const until = async (what: string, ok: () => boolean, ms = 30_000) => {
     for (const end = Date.now() + ms; !ok(); await Bun.sleep(50)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

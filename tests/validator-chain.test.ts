@@ -1,16 +1,16 @@
 // The validator and the miner CLI when the node is not there: refused at start, gone for a while, or
 // replaced by a fresh chain. Real localnets on loopback ports, real processes, real SQLite files.
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
 import { Store } from "../core/storage/store.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
 import { runSubmitCli } from "./fixtures/submit-cli.ts";
+import { spawnValidator, writeValidatorConfig } from "./fixtures/validator-cli.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-validator-chain-"));
 const quiet = createLogger({ level: "error" });
@@ -38,36 +38,11 @@ async function localnet(port: number, statePath?: string): Promise<Localnet> {
 }
 
 function validator(configPath: string, once = false) {
-  const child = spawn(process.execPath, ["scripts/validator.ts", "--config", configPath, ...(once ? ["--once"] : [])], {
-    cwd: repoRoot,
-    env: { ...process.env, CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  child.stdout!.on("data", (c) => (output += c));
-  child.stderr!.on("data", (c) => (output += c));
-  const done = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-  return { child, done, output: () => output };
+  const v = spawnValidator(["--config", configPath, ...(once ? ["--once"] : [])], { CRUSADES_HOTKEY_URI: "//Charlie", CRUSADES_LOG_LEVEL: "info" }, children);
+  return { child: v.child, done: v.done, output: () => v.stdout() + v.stderr() };
 }
 
-function config(name: string, network: string, extra: Record<string, unknown> = {}): string {
-  const path = join(dir, `${name}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      network,
-      database: join(dir, `${name}.db`),
-      profile: "tiny",
-      sources: [{ use: "chain-reveals" }],
-      executor: { use: "process", options: { unsafe: true } },
-      sinks: [{ use: "chain-weights" }],
-      pollIntervalSeconds: 1,
-      ...extra,
-    }),
-  );
-  return path;
-}
+const config = (name: string, network: string, extra: Record<string, unknown> = {}) => writeValidatorConfig(dir, name, network, extra);
 
 async function until(what: string, check: () => boolean, ms = 60_000) {
   const end = Date.now() + ms;

@@ -2,16 +2,15 @@
 // config and an unregistered hotkey; the startup summary; a running validator on the localnet that sets
 // its first weights (all to burn: nothing scored yet) and stops cleanly on SIGTERM.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectChain, type ChainClient } from "../core/chain/index.ts";
-import { repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
 import type { ValidatorStatus } from "../core/pipeline.ts";
 import { Store } from "../core/storage/store.ts";
 import { startLocalnet, type Localnet } from "../local_test/localnet/localnet.ts";
+import { spawnValidator, writeValidatorConfig } from "./fixtures/validator-cli.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crusades-validator-cli-"));
 const quiet = createLogger({ level: "error" });
@@ -29,32 +28,12 @@ afterAll(async () => {
 });
 
 function validator(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ["scripts/validator.ts", ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c) => (stdout += c));
-  child.stderr.on("data", (c) => (stderr += c));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
-  return { child, done, output: () => stdout + stderr };
+  const v = spawnValidator(args, env);
+  const done = v.done.then((code) => ({ code, stdout: v.stdout(), stderr: v.stderr() }));
+  return { child: v.child, done, output: () => v.stdout() + v.stderr() };
 }
 
-function config(name: string, extra: Record<string, unknown> = {}): string {
-  const path = join(dir, `${name}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      network: net.url,
-      database: join(dir, `${name}.db`),
-      profile: "tiny",
-      sources: [{ use: "chain-reveals" }],
-      executor: { use: "process", options: { unsafe: true } },
-      sinks: [{ use: "chain-weights" }],
-      pollIntervalSeconds: 1,
-      ...extra,
-    }),
-  );
-  return path;
-}
+const config = (name: string, extra: Record<string, unknown> = {}) => writeValidatorConfig(dir, name, net.url, extra);
 
 describe("scripts/validator.ts", () => {
   test("bad usage and a bad config print one line and exit 2", async () => {
