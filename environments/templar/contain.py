@@ -46,7 +46,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
 AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
 OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, MOUNT_ATTR_RDONLY = 1, 0x4, 0x1
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
 PRIVATE_DIRS = ("/tmp", "/dev/shm")
 WRITABLE = ["/tmp", "/dev"]  # beneath these only may a root-started worker open files for writing
 HARNESS_TASK_SHARE = 4  # a quarter of the container's pids limit stays the harness's (threads included)
@@ -370,6 +370,11 @@ def confine(drop_uid: int | None) -> None:
         # A slot's uid may have no passwd entry; getpass.getuser() (torch's inductor cache) reads these first.
         os.environ["USER"] = os.environ["LOGNAME"] = f"crusades-worker-{drop_uid}"
         _die_with_parent()  # the uid change cleared it
+        # The uid change also made the worker undumpable: its /proc/self (mem, fd/, maps) became root's and
+        # honest code that reads it failed. Dumpable again, only processes of its own uid may trace it (the
+        # guard keeps another real uid); no core file leaves the sandbox through the host's core_pattern.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _drop_capabilities()
     if drop_uid is not None:
