@@ -146,6 +146,16 @@ describe("slot pool", () => {
     expect(none.error?.message).toContain("no slot left");
   });
 
+  test("a device check that cannot reach the host (a dropped connection) counts one failure; it does not take the slot out", async () => {
+    const log = memoryLogger();
+    const pool = new SlotPool(cpuSlots(1), { maxFailures: 2, log, present: async () => { throw new Error("connection to host:22 dropped"); } });
+    const req = tinyRequest("x");
+    await pool.evaluate(req, ctx(), () => true, async () => failedResult(req, "executor_error", "connection to host:22 dropped during the run"));
+    expect(pool.status()[0]).toMatchObject({ state: "idle", failures: 1, reason: null });
+    expect(log.lines.some((l) => l.includes("SLOT OUT"))).toBe(false);
+    expect((await pool.evaluate(req, ctx(), () => true, async () => success(req))).success).toBe(true);
+  });
+
   test("a run waiting for a slot gives up when the validator stops", async () => {
     const pool = new SlotPool(cpuSlots(1), { maxFailures: 3, log: memoryLogger() });
     let release = () => {};

@@ -340,7 +340,9 @@ export class SlotPool {
     if (code && SLOT_FAULTS.has(code)) {
       state.failures++;
       state.lastFault = `${code}: ${result.error!.message.split("\n")[0]!.slice(0, 200)}`;
-      const vanished = this.opts.present ? !(await this.opts.present(state.slot).catch(() => false)) : false;
+      // A check that cannot run (the host unreachable after a dropped connection) proves nothing about the
+      // device: the failure counts, and the slot leaves only when the failures in a row do.
+      const vanished = this.opts.present ? !(await this.opts.present(state.slot).catch(() => true)) : false;
       if (vanished) this.out(state, `its device vanished (${state.slot.devices} is no longer on the host)`);
       else if (state.failures >= this.opts.maxFailures) this.out(state, `${state.failures} runs in a row failed on the validator's side (last: ${state.lastFault})`);
     } else if (code !== "cancelled") {
