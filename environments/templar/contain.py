@@ -23,11 +23,14 @@ Where neither holds the evaluation is refused: a run that could outlive its cloc
 
 CRUSADES_CONTAINMENT=uid (as root) skips the namespaces and walls the worker by uid alone, as in docker."""
 import ctypes
+import fcntl
 import os
 import resource
 import signal
 import site
+import socket
 import stat
+import struct
 import sys
 import tempfile
 import time
@@ -40,7 +43,9 @@ import sweep as sweep_mod
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.syscall.restype = ctypes.c_long
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x10000000, 0x20000000, \
+    0x40000000
+SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x4000, 0x40000
 # The mount API's syscalls have one number on every architecture (asm-generic table, Linux >= 5.12).
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
@@ -128,7 +133,9 @@ def fork(child, drop_uid: int | None, hide: list[str] = ()) -> Wall:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # the namespace's init is handed to us when mid exits
     if drop_uid is not None and os.environ.get("CRUSADES_CONTAINMENT") == "uid":
         return _uid_walled(child, drop_uid, "CRUSADES_CONTAINMENT=uid")
-    flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS | (CLONE_NEWUSER if drop_uid is None else 0)
+    # A network namespace of its own: no route anywhere (ssh direct mode runs on GPU hosts whose firewall is
+    # not ours to trust), only a loopback of its own.
+    flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS | CLONE_NEWNET | (CLONE_NEWUSER if drop_uid is None else 0)
     r, w = os.pipe()
     go_r, go_w = os.pipe()  # "you are ours now": the init may tie its life to ours only after mid is gone
     mid = os.fork()
@@ -252,6 +259,7 @@ def _namespaced(flags: int, child, w: int, go_r: int, hide, bridge) -> bytes:
                 f.write(text)
     try:
         _wall_mounts(hide, bridge)  # here, where a failure can still be told, not in the init
+        _loopback_up()
     except OSError as e:
         return str(e).encode()
     pid = os.fork()
@@ -267,6 +275,12 @@ def _namespaced(flags: int, child, w: int, go_r: int, hide, bridge) -> bytes:
         finally:
             os._exit(1)
     return f"pid {pid}".encode()
+
+
+def _loopback_up() -> None:
+    """A new network namespace's `lo` is down; code that talks to itself over 127.0.0.1 expects it up."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
 
 
 def _die_with_parent() -> None:

@@ -130,3 +130,34 @@ def test_a_rejection_keeps_only_clean_bounded_text():
                      report.RUN_FIELDS, worker.REJECTION_CODES)
     assert r.value.code == "crash" and len(r.value.message) == report.MESSAGE_LIMIT
     r.value.message.encode("utf-8")  # no lone surrogate left
+
+
+def test_a_namespaced_worker_has_no_route_out_and_a_loopback_of_its_own(workdir):
+    # The host's loopback stands for any address: on main the worker connected to it (ssh direct mode runs on
+    # GPU hosts whose network is not the harness's to trust). The worker's own loopback still works.
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    probe = f'''
+import socket as _s
+def _try(port):
+    try:
+        _s.create_connection(("127.0.0.1", port), timeout=3).close()
+        return "reached"
+    except OSError as e:
+        return type(e).__name__
+_own = _s.create_server(("127.0.0.1", 0))
+print("host:", _try({listener.getsockname()[1]}), "own:", _try(_own.getsockname()[1]), flush=True)
+_own.close()
+'''
+    try:
+        status, doc, stderr = run_harness(build_request(probe + read_code("template"), HPARAMS, "tiny"), workdir)
+        assert status == 0 and doc["success"], (doc or {}).get("error") or stderr[-2000:]
+        assert doc["diagnostics"]["containment"] == "namespaces"
+        log = doc["diagnostics"]["worker_log_tail"]
+        assert "host: reached" not in log and "own: reached" in log, log
+        assert accepted == []
+    finally:
+        listener.close()
