@@ -1,6 +1,6 @@
 // Crusades dashboard: plain JS over the public API, no build step. Every value from the API reaches the
 // page through textContent or SVG attributes, never innerHTML, so miner-controlled text (code, error
-// messages, hotkeys) cannot inject markup.
+// messages, hotkeys) cannot inject markup; `neutralise` keeps it from reordering the text around it.
 "use strict";
 
 const REFRESH_MS = 15000;
@@ -10,16 +10,23 @@ const SVG = "http://www.w3.org/2000/svg";
 
 // ---- small helpers --------------------------------------------------------------------------------
 
+// The bidi embedding, override and isolate controls and the invisible direction marks ("trojan source":
+// `\u202egnp.exe` reads as `exe.png`), as scripts/tui/text.ts strips them for the terminal. Here each is
+// shown as a visible escape instead, so a reader sees that the text carries one.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const neutralise = (s) => s.replace(BIDI, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
+    else if (k === "text") node.textContent = neutralise(String(v));
+    else if (k === "title") node.title = neutralise(String(v));
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+  for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : neutralise(String(c)));
   return node;
 }
 
@@ -34,6 +41,9 @@ const fmtInt = (n) => (n === null || n === undefined ? "–" : Math.round(n).toL
 const fmtTps = (n) => (n === null || n === undefined ? "–" : n.toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 }));
 const fmtPct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
 const shortKey = (k) => (k && k.length > 16 ? `${k.slice(0, 6)}…${k.slice(-6)}` : k || "–");
+// A hotkey in full where there is room, but a gists login or a hostile id can be 100 KB: both ends and
+// the length are enough to recognise it, and the API serves the whole value.
+const longKey = (k) => (k && k.length > 128 ? `${k.slice(0, 56)}…${k.slice(-56)} (${fmtInt(k.length)} characters)` : k || "–");
 const subLink = (id) => `#/submission/${encodeURIComponent(id)}`;
 
 function duration(seconds) {
@@ -70,15 +80,19 @@ async function api(path) {
   return body;
 }
 
-function setConn(ok, text) {
+/** The badge: "ok" (green), "warn" (yellow: the data is fresh but no validator is producing it), "bad". */
+function setConn(level, text) {
   const c = $("conn");
   c.textContent = text;
-  c.className = `conn ${ok ? "ok" : "bad"}`;
+  c.className = `conn ${level}`;
 }
+
+// Set by the last validator status the page saw: why "live" would mislead (stopped, silent), or null.
+let validatorAlert = null;
 
 function needKey() {
   $("keyform").hidden = false;
-  setConn(false, "API key required");
+  setConn("bad", "API key required");
 }
 
 $("keyform").addEventListener("submit", (e) => {
@@ -98,7 +112,7 @@ let sortState = { key: "rank", dir: 1 };
 
 function renderOverview(o) {
   $("c-top").textContent = fmtTps(o.top_tps);
-  $("c-top-sub").replaceChildren(o.leader ? el("a", { href: subLink(o.leader.submission_id), text: `UID ${o.leader.uid ?? "?"} · ${shortKey(o.leader.hotkey)}` }) : "no leader yet");
+  $("c-top-sub").replaceChildren(o.leader ? el("a", { href: subLink(o.leader.submission_id), text: `${o.leader.uid === null ? "" : `UID ${o.leader.uid} · `}${shortKey(o.leader.hotkey)}`, title: longKey(o.leader.hotkey) }) : "no leader yet");
   const imp = o.improvement_24h_pct;
   $("c-imp").textContent = imp === null ? "–" : `${imp >= 0 ? "+" : ""}${imp.toFixed(2)}%`;
   $("c-imp").className = `value ${imp > 0 ? "up" : ""}`;
@@ -115,6 +129,7 @@ function renderValidator(v) {
   const stale = v.heartbeat_age_seconds !== null && v.heartbeat_age_seconds > 300 && v.state !== "stopped";
   $("v-dot").className = `dot ${stale ? "red" : colors[v.state] || "grey"}`;
   $("v-state").textContent = v.state.replace("_", " ").toUpperCase() + (stale ? ` (silent ${duration(v.heartbeat_age_seconds)})` : "");
+  validatorAlert = v.state === "stopped" ? "validator stopped" : stale ? "validator silent" : null;
   $("v-current").replaceChildren(
     v.current ? el("span", {}, "evaluating ", el("a", { href: subLink(v.current.submission_id), text: shortKey(v.current.submission_id.split(":").pop()) }), ` run ${v.current.run_index + 1}`) : "",
   );
@@ -172,7 +187,7 @@ function renderLeaderboard() {
       { class: `rank-${Math.min(r.rank, 4)} clickable`, "data-id": r.submission_id, onclick: () => (location.hash = subLink(r.submission_id)) },
       el("td", { text: r.rank }),
       el("td", { text: r.uid ?? "–" }),
-      el("td", {}, el("a", { href: subLink(r.submission_id), text: shortKey(r.hotkey), title: r.hotkey })),
+      el("td", {}, el("a", { href: subLink(r.submission_id), text: shortKey(r.hotkey), title: longKey(r.hotkey) })),
       el("td", { class: "num tps", text: fmtTps(r.tps) }),
       el("td", { class: "num", text: `${r.successful_runs ?? "–"}/${r.runs_planned ?? "–"}` }),
       el("td", { text: ago(r.created_at, serverNow), title: r.created_at }),
@@ -209,7 +224,8 @@ function renderRecent(page) {
     el(
       "tr",
       { class: "clickable", "data-id": s.id, onclick: () => (location.hash = subLink(s.id)) },
-      el("td", {}, el("a", { href: subLink(s.id), text: s.uid ?? "–", title: s.hotkey })),
+      el("td", { text: s.uid ?? "–" }),
+      el("td", {}, el("a", { href: subLink(s.id), text: shortKey(s.hotkey), title: longKey(s.hotkey) })),
       el("td", {}, badge(s.outcome, s.error_message || s.state)),
       el("td", { class: "num tps", text: s.score === null ? "–" : fmtTps(s.score) }),
       el("td", { text: ago(s.created_at, serverNow), title: s.created_at }),
@@ -353,7 +369,7 @@ function highlight(code) {
         lines.push(line);
         line = el("span", { class: "ln" });
       }
-      if (part) line.append(cls ? el("span", { class: cls, text: part }) : document.createTextNode(part));
+      if (part) line.append(cls ? el("span", { class: cls, text: part }) : document.createTextNode(neutralise(part)));
     });
   };
   for (const m of code.matchAll(PY_TOKEN)) {
@@ -373,12 +389,22 @@ function highlight(code) {
   return lines;
 }
 
+const utc = (ms) => new Date(ms).toISOString().slice(0, 19).replace("T", " ");
+const checkLine = (c) => `${c.passed ? "✓" : "✗"} ${c.name} ${c.value ?? ""} ${c.bound ?? ""}`;
+
+/** A failed run's reason as a row of its own under it: what the miner must change, readable on a phone. */
+function runReason(r) {
+  const failed = r.checks.filter((c) => !c.passed).map(checkLine);
+  const text = r.error_message || (failed.length ? failed.join(" · ") : "no reason was recorded");
+  return el("tr", { class: "reason" }, el("td", { colspan: 9, text }));
+}
+
 function fact(label, value) {
   return [el("dt", { text: label }), el("dd", {}, value)];
 }
 
 async function loadSubmission(id) {
-  $("d-id").textContent = id;
+  $("d-id").textContent = neutralise(longKey(id));
   const [s, runs] = await Promise.all([api(`/api/submissions/${encodeURIComponent(id)}`), api(`/api/submissions/${encodeURIComponent(id)}/runs?limit=100`)]);
   const now = Date.now();
   $("d-facts").replaceChildren(
@@ -386,19 +412,20 @@ async function loadSubmission(id) {
     ...fact("TPS", el("b", { class: "tps", text: s.score === null ? "–" : fmtTps(s.score) })),
     ...fact("Rank", s.rank === null ? "–" : s.is_leader ? "1 · leader" : String(s.rank)),
     ...fact("UID", String(s.uid ?? "–")),
-    ...fact("Hotkey", el("code", { text: s.hotkey })),
+    ...fact("Hotkey", el("code", { text: longKey(s.hotkey) })),
     ...fact("Runs", `${s.runs_done}/${s.runs_planned ?? "–"} done · ${s.successful_runs ?? "–"} succeeded`),
-    ...fact("Reveal block", `#${s.reveal_block}`),
-    ...fact("Submitted", `${ago(s.created_at, now)} (${s.created_at.slice(0, 19).replace("T", " ")} UTC)`),
+    // The gists source orders by the revision's commit time, in unix seconds, where a chain has a block.
+    ...(s.source === "gists" ? fact("Revision", `${utc(s.reveal_block * 1000)} UTC`) : fact("Reveal block", `#${s.reveal_block}`)),
+    ...fact("Submitted", `${ago(s.created_at, now)} (${utc(Date.parse(s.created_at))} UTC)`),
     ...fact("Code sha256", el("code", { text: s.code_sha256 ? s.code_sha256.slice(0, 16) + "…" : "–", title: s.code_sha256 || "" })),
     ...fact("Source", s.url ? el("a", { href: s.url, text: s.url, rel: "noopener noreferrer nofollow", target: "_blank" }) : `${s.source} (URL shown after evaluation)`),
   );
   $("d-error").hidden = !s.error_message;
-  $("d-error").textContent = s.error_message ? `${s.error_code}: ${s.error_message}` : "";
+  $("d-error").textContent = s.error_message ? neutralise(`${s.error_code}: ${s.error_message}`) : "";
 
   $("d-runs-note").textContent = `· ${runs.total} planned`;
   document.querySelector("#runs tbody").replaceChildren(
-    ...runs.items.map((r) =>
+    ...runs.items.flatMap((r) => [
       el(
         "tr",
         {},
@@ -410,9 +437,10 @@ async function loadSubmission(id) {
         el("td", { class: "num", text: r.success ? `${r.wall_time_seconds.toFixed(2)} s` : "–" }),
         el("td", { text: r.device ?? "–", title: r.data_sha256 ? `token shard sha256 ${r.data_sha256}` : "" }),
         el("td", {}, r.slot ? el("code", { text: r.slot }) : "–"),
-        el("td", { class: r.success === true ? "ok" : r.success === false ? "bad" : "", text: r.success === null ? "…" : r.success ? "✓ passed" : `✗ ${r.error_code ?? "failed"}`, title: r.error_message || r.checks.map((c) => `${c.passed ? "✓" : "✗"} ${c.name} ${c.value ?? ""} ${c.bound ?? ""}`).join("\n") }),
+        el("td", { class: r.success === true ? "ok" : r.success === false ? "bad" : "", text: r.success === null ? "…" : r.success ? "✓ passed" : `✗ ${r.error_code ?? "failed"}`, title: r.checks.map(checkLine).join("\n") }),
       ),
-    ),
+      ...(r.success === false ? [runReason(r)] : []),
+    ]),
   );
 
   const pre = $("code");
@@ -439,7 +467,7 @@ async function route() {
   try {
     if (m) await loadSubmission(decodeURIComponent(m[1]));
     else await loadDashboard();
-    setConn(true, "live");
+    setConn(validatorAlert ? "warn" : "ok", validatorAlert ?? "live");
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     if (e instanceof HttpError && e.status === 401) return needKey();
@@ -447,7 +475,7 @@ async function route() {
       $("d-facts").replaceChildren(el("dd", { class: "error", text: e.message }));
       return;
     }
-    setConn(false, e instanceof HttpError ? `API error: ${e.message}` : "API unreachable");
+    setConn("bad", e instanceof HttpError ? `API error: ${e.message}` : "API unreachable");
   }
   if (!m) timer = setTimeout(route, REFRESH_MS);
 }
