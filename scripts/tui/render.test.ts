@@ -120,6 +120,19 @@ describe("dashboard", () => {
     expect(t).toContain("Recent activity");
   });
 
+  test("80×24 keeps the owner columns in recent activity: a gists miner (no UID) finds its entry by hotkey", () => {
+    const lines = render(model(), 80, 24).lines.map(stripAnsi);
+    const top = lines.findIndex((l) => l.includes("Recent activity"));
+    const left = lines[top]!.indexOf("╭", 1); // the recent panel's box starts where the leaderboard's ends
+    const panel = lines.slice(top + 1, top + 6).map((l) => l.slice(left));
+    expect(panel[0]).toContain("UID");
+    expect(panel[0]).toContain("Hotkey");
+    dash.recent.items.slice(0, 4).forEach((s, i) => {
+      expect(panel[i + 1]).toContain(s.hotkey.slice(0, 3));
+      expect(panel[i + 1]).toContain(s.hotkey.slice(-3));
+    });
+  });
+
   test("the selected row of the active panel is in reverse video, the other panel's is not", () => {
     const lines = render(model({}, { selected: { leaderboard: 1, recent: 2 } }), 160, 48).lines;
     const reversed = lines.filter((l) => l.includes("\x1b[7m"));
@@ -223,6 +236,17 @@ describe("detail", () => {
     expect(t).toContain("pending");
     expect(t).toContain("once evaluation has finished");
     expect(t).toContain("hidden until evaluation finishes");
+  });
+
+  test("a gists submission shows its revision time, not a unix time as a block", () => {
+    const gist = structuredClone(runnerUp);
+    gist.submission.source = "gists";
+    gist.submission.uid = null;
+    gist.submission.reveal_block = Date.UTC(2025, 4, 31, 9, 30) / 1000;
+    const t = text(render(open(gist), 160, 48).lines);
+    expect(t).toContain("revision 05-31 09:30");
+    expect(t).not.toContain(String(gist.submission.reveal_block));
+    expect(text(render(open(runnerUp), 160, 48).lines)).toContain(`block ${runnerUp.submission.reveal_block}`);
   });
 
   test("loading and not-found states", () => {

@@ -2,7 +2,7 @@
 // size: a frame is `rows` lines of exactly `cols` columns. Nothing here reads the clock or the terminal.
 import type { FailureKind, DashboardData, DetailData } from "./client.ts";
 import { renderChart } from "./chart.ts";
-import { ago, bytes, clock, duration, num, pct, signedPct, tps } from "./format.ts";
+import { ago, bytes, clock, duration, num, pct, shortTime, signedPct, tps } from "./format.ts";
 import { paintLine, tokenLines, type Token } from "./highlight.ts";
 import { beside, box, table, type Column, type Paint } from "./layout.ts";
 import type { Panel, Ui } from "./state.ts";
@@ -249,12 +249,14 @@ function leaderboardPanel(m: Model, width: number, height: number, now: number):
   return panelBox(m, "leaderboard", "Leaderboard", t.lines, width, height, lb ? gray(`${lb.total} scored`) : "");
 }
 
+// The owner goes last when the panel narrows: it is how a miner finds its entry (a gists miner has no
+// UID), while the status is also told by the result cell's colour and text.
 const RECENT_COLUMNS: Column[] = [
-  { title: "UID", width: 3, align: "right", drop: 3 },
-  { title: "Hotkey", min: 9, flex: 2, drop: 4, middle: true },
-  { title: "Status", width: 10 },
+  { title: "UID", width: 3, align: "right", drop: 2 },
+  { title: "Hotkey", min: 9, flex: 2, drop: 1, middle: true },
+  { title: "Status", width: 10, drop: 3 },
   { title: "TPS/result", min: 10, flex: 1, align: "right" },
-  { title: "Age", width: 8, align: "right", drop: 1 },
+  { title: "Age", width: 8, align: "right", drop: 4 },
 ];
 
 function recentPanel(m: Model, width: number, height: number, now: number): string[] {
@@ -337,7 +339,8 @@ function infoLines(s: DetailData["submission"], w: number, now: number): string[
     pair(kv("TPS", bold(green(tps(s.score)))), kv("Rank", rank)),
     pair(
       kv("Runs", `${s.runs_done}/${s.runs_planned ?? "—"} done, ${s.successful_runs ?? 0} ok`),
-      kv("Submitted", `${ago(s.created_at, now)} · block ${s.reveal_block}`),
+      // The gists source orders by the revision's commit time in unix seconds where a chain has a block.
+      kv("Submitted", `${ago(s.created_at, now)} · ${s.source === "gists" ? `revision ${shortTime(s.reveal_block * 1000)}` : `block ${s.reveal_block}`}`),
     ),
     pair(kv("Code", s.code_sha256 ? `${s.code_sha256.slice(0, 16)}… ${s.code_size === null ? "" : bytes(s.code_size)}` : "—"), kv("Source", sanitize(s.source))),
     " " + kv("URL", s.url ? sanitize(s.url) : gray(s.outcome === "queued" || s.outcome === "evaluating" ? "hidden until evaluation finishes" : "—")),
