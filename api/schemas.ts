@@ -158,7 +158,7 @@ export const SubmissionSummary = z.object({
   successful_runs: Count.nullable(),
   error_code: z.string().nullable(),
   error_message: z.string().nullable(),
-  reveal_block: Count,
+  reveal_block: Count.describe("chain block the code was revealed at; the gists source stores the revision's commit time in unix seconds"),
   created_at: Timestamp,
   updated_at: Timestamp,
   scored_at: Timestamp.nullable(),
