@@ -81,6 +81,20 @@ export function createPipeline(o: PipelineOptions) {
     let added = 0;
     for (const source of o.sources) {
       const slog = log.child({ source: source.name });
+      /** Validates and stores one submission from the source. */
+      const take = (raw: unknown) => {
+        const parsed = Submission.safeParse(raw);
+        if (!parsed.success) {
+          const r = raw as Partial<Submission> | null;
+          store.addRejection(source.name, { hotkey: r?.hotkey ?? null, reason: "invalid_submission", detail: formatZodError(parsed.error), raw: JSON.stringify(raw) ?? "", block: r?.revealBlock ?? null });
+          slog.warn(`source yielded an invalid submission: ${formatZodError(parsed.error)}`);
+          return;
+        }
+        if (store.addSubmission(parsed.data)) {
+          added++;
+          slog.info(`received ${parsed.data.id}`, { hotkey: parsed.data.hotkey, url: parsed.data.url });
+        }
+      };
       let found: unknown[];
       try {
         found = await source.poll({
@@ -92,25 +106,14 @@ export function createPipeline(o: PipelineOptions) {
             slog.warn(`rejected ${r.hotkey ?? "?"}: ${r.reason} — ${r.detail}`);
           },
           known: (id) => store.hasSubmission(id),
+          submit: take,
         });
       } catch (e) {
         // A lost chain connection is reported once by the connection itself, not on every poll.
         ((e as { code?: unknown }).code === "disconnected" ? slog.debug : slog.warn)(`poll failed, will retry: ${(e as Error).message}`);
         continue;
       }
-      for (const raw of found) {
-        const parsed = Submission.safeParse(raw);
-        if (!parsed.success) {
-          const r = raw as Partial<Submission> | null;
-          store.addRejection(source.name, { hotkey: r?.hotkey ?? null, reason: "invalid_submission", detail: formatZodError(parsed.error), raw: JSON.stringify(raw) ?? "", block: r?.revealBlock ?? null });
-          slog.warn(`source yielded an invalid submission: ${formatZodError(parsed.error)}`);
-          continue;
-        }
-        if (store.addSubmission(parsed.data)) {
-          added++;
-          slog.info(`received ${parsed.data.id}`, { hotkey: parsed.data.hotkey, url: parsed.data.url });
-        }
-      }
+      for (const raw of found) take(raw);
     }
     return added;
   }

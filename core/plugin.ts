@@ -28,13 +28,18 @@ export interface SourceContext {
   reject(rejection: Rejection): void;
   /** Whether a submission id is already known, so sources can skip re-yielding. */
   known(id: string): boolean;
+  /**
+   * Hands one submission to the core now: it is stored before this returns, so a long poll that fails or
+   * is killed halfway keeps what it found. Same rules as a returned one (validated, a known id ignored).
+   */
+  submit(submission: Submission): void;
 }
 
 export interface Source {
   kind: "source";
   name: string;
   options: unknown;
-  /** New submissions since the last poll. Yielding a known id again is harmless (ignored). */
+  /** New submissions since the last poll (or handed over with `ctx.submit` as found). Yielding a known id again is harmless (ignored). */
   poll(ctx: SourceContext): Promise<Submission[]>;
   close?(): Promise<void>;
 }

@@ -66,6 +66,7 @@ function context() {
     signal: new AbortController().signal,
     reject: (r) => rejections.push(r),
     known: (id) => stored.has(id),
+    submit: (s) => stored.add(s.id),
   };
   return { ctx, stored, rejections, take: (subs: Submission[]) => subs.forEach((s) => stored.add(s.id)) };
 }
