@@ -320,16 +320,20 @@ export function createPipeline(o: PipelineOptions) {
     return { id, ...decision };
   }
 
-  /** Delivers pending events to their sinks; a failing sink is retried later with backoff and never blocks others. */
-  async function deliver(): Promise<number> {
+  /**
+   * Delivers pending events to their sinks; a failing sink is retried later with backoff and never blocks
+   * others. `stop` ends it early too (`--once`'s bounded wait): what is left stays pending.
+   */
+  async function deliver(stop?: AbortSignal): Promise<number> {
     let delivered = 0;
     const down = new Set<string>();
+    const until = stop ? AbortSignal.any([signal, stop]) : signal;
     for (const d of store.pendingDeliveries()) {
       const sink = o.sinks.find((s) => s.name === d.sink);
-      if (!sink || down.has(sink.name) || signal.aborted) continue;
+      if (!sink || down.has(sink.name) || until.aborted) continue;
       const event: SinkEvent = { id: d.event_id, createdAt: d.created_at, payload: JSON.parse(d.payload) };
       try {
-        await sink.deliver(event, { log: log.child({ sink: sink.name }), signal });
+        await sink.deliver(event, { log: log.child({ sink: sink.name }), signal: until });
         store.markDelivered(d.event_id, d.sink);
         delivered++;
       } catch (e) {

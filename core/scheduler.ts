@@ -1,10 +1,11 @@
 // When the pipeline's stages run in a long-lived validator. Three independent loops, so a long
-// evaluation never holds up intake or weights:
-//   - intake (cron, every poll interval): poll sources, fetch and pin new code, deliver sink events;
+// evaluation never holds up intake or weights, and delivery beside them, so a sink that hangs neither:
+//   - intake (cron, every poll interval): poll sources, fetch and pin new code, start delivering sink events;
 //   - evaluation: claims queued runs back to back, sleeping until intake queues more;
 //   - weights (cron, every poll interval): decides weights once `set_weights_interval_blocks` have passed
 //     since this hotkey's last weights, reading that block from the chain first (a restart does not
-//     re-send), and hands the decision to the sinks.
+//     re-send), and hands the decision to the sinks;
+//   - delivery: started by the others, never awaited by them; one pass at a time over the outbox.
 // `runOnce` drives the same stages to completion instead, for `--once`, tests and the demo.
 import { CronJob } from "cron";
 import { UserError } from "./errors.ts";
@@ -66,7 +67,7 @@ export function createScheduler(o: SchedulerOptions) {
   // Two loops may want to deliver at once; the outbox must not hand the same event to a sink twice.
   let delivering: Promise<number> | null = null;
   let deliverAgain = false;
-  function deliver(): Promise<number> {
+  function deliver(stop?: AbortSignal): Promise<number> {
     if (delivering) {
       deliverAgain = true;
       return delivering;
@@ -76,8 +77,8 @@ export function createScheduler(o: SchedulerOptions) {
       try {
         do {
           deliverAgain = false;
-          n += await pipeline.deliver();
-        } while (deliverAgain && !signal.aborted);
+          n += await pipeline.deliver(stop);
+        } while (deliverAgain && !signal.aborted && !stop?.aborted);
       } finally {
         delivering = null;
       }
@@ -124,14 +125,20 @@ export function createScheduler(o: SchedulerOptions) {
     }
   }
 
-  /** Until idle: every revealed submission scored, weights decided once (when due), every event delivered. */
+  /**
+   * Until idle: every revealed submission scored, weights decided once (when due), then the outbox
+   * drained for at most `deliveryTimeoutMs` in all (a delivery still under way then is stopped); what is
+   * left stays pending for the next start.
+   */
   async function runOnce(opts: { deliveryTimeoutMs?: number } = {}): Promise<{ undelivered: number }> {
     await pipeline.runUntilIdle();
     if (signal.aborted) return { undelivered: pendingCount().n };
     await maybeSetWeights(log.info);
-    const deadline = Date.now() + (opts.deliveryTimeoutMs ?? 600_000);
+    const timeoutMs = opts.deliveryTimeoutMs ?? 60_000;
+    const deadline = Date.now() + timeoutMs;
+    const stop = AbortSignal.timeout(timeoutMs);
     for (;;) {
-      await deliver();
+      await deliver(stop);
       const { n, next } = pendingCount();
       if (n === 0 || signal.aborted || Date.now() >= deadline) return { undelivered: n };
       await sleep(Math.min(Math.max(50, (next ?? 0) - Date.now()), 1000, Math.max(0, deadline - Date.now())), signal);
@@ -143,6 +150,10 @@ export function createScheduler(o: SchedulerOptions) {
   }
 
   const fatal = (e: StoreFailure) => (o.fatal ? o.fatal(e) : log.error(e.message));
+
+  /** Starts a delivery pass unless one is under way (then it runs again after it); never waits for it. */
+  const startDelivery = () =>
+    void deliver().catch((e: Error) => (e instanceof StoreFailure ? fatal(e) : log.warn(`delivering events: ${e.message}; will retry`)));
 
   let wake: (() => void) | null = null;
   async function evaluationLoop() {
@@ -157,7 +168,7 @@ export function createScheduler(o: SchedulerOptions) {
         if (e instanceof StoreFailure) return fatal(e);
         log.error(`evaluation loop: ${(e as Error).message}`);
       }
-      if (ran > 0) void deliver().catch(() => {});
+      if (ran > 0) startDelivery();
       if (ran === 0 && !signal.aborted) {
         await Promise.race([new Promise<void>((r) => (wake = r)), sleep(o.pollIntervalSeconds * 1000, signal)]);
         wake = null;
@@ -176,8 +187,12 @@ export function createScheduler(o: SchedulerOptions) {
     }
   };
 
-  /** Starts the loops; resolves once `signal` aborts and every loop has stopped. */
-  async function run(): Promise<void> {
+  /**
+   * Starts the loops; once `signal` aborts, waits up to `stopGraceMs` for each to stop and resolves with
+   * what did not in time (a frozen node or a hanging sink holds a request until its own timeout): the
+   * caller exits without it.
+   */
+  async function run(stopGraceMs = 5000): Promise<{ abandoned: string[] }> {
     pipeline.recover();
     const cronTime = cronEvery(o.pollIntervalSeconds);
     // Fetches run on between intake ticks, so a host that never answers does not hold the next poll
@@ -194,10 +209,10 @@ export function createScheduler(o: SchedulerOptions) {
       );
       fetches.add(f);
       void f.finally(() => fetches.delete(f));
-      await deliver();
+      startDelivery();
     });
     const weights = guarded("weights", async () => {
-      if (await maybeSetWeights()) await deliver();
+      if (await maybeSetWeights()) startDelivery();
     });
     const jobs = [
       CronJob.from({ cronTime, onTick: intake, start: true, runOnInit: true, waitForCompletion: true, name: "intake" }),
@@ -206,7 +221,24 @@ export function createScheduler(o: SchedulerOptions) {
     const evaluations = evaluationLoop();
     await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
     wake?.();
-    await Promise.all([...jobs.map((j) => j.stop()), evaluations, delivering, ...fetches]);
+    const loops: [string, unknown][] = [
+      ["intake (polling sources)", jobs[0]!.stop()],
+      ...(jobs[1] ? [["weights (reading the chain)", jobs[1].stop()] as [string, unknown]] : []),
+      ["evaluation", evaluations],
+      ["event delivery", delivering],
+      ["code fetches", Promise.all(fetches)],
+    ];
+    const stopped = new Set<string>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(loops.map(([name, p]) => Promise.resolve(p).then(
+        () => stopped.add(name),
+        () => stopped.add(name),
+      ))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, stopGraceMs))),
+    ]);
+    clearTimeout(timer);
+    return { abandoned: loops.map(([name]) => name).filter((name) => !stopped.has(name)) };
   }
 
   return { run, runOnce, maybeSetWeights, deliver };

@@ -16,13 +16,9 @@ import { fetchCode } from "../core/fetch.ts";
 import { loadHParams, repoRoot } from "../core/hparams.ts";
 import { createLogger } from "../core/log.ts";
 import { normalizeCodeUrl } from "../core/urls.ts";
+import { clockIsOff, describeClockOffset, localClock } from "../core/clock.ts";
 
 class Usage extends Error {}
-
-// Tests shift this process's clock with CRUSADES_CLOCK_OFFSET_SECONDS, as a miner's wrong clock would be,
-// without touching the system clock.
-const clockOffsetMs = Number(process.env.CRUSADES_CLOCK_OFFSET_SECONDS ?? 0) * 1000 || 0;
-const localClock = () => Date.now() + clockOffsetMs;
 
 const COMMON = `
 Common options:
@@ -90,17 +86,8 @@ const ALLOWED: Record<string, string[]> = {
   status: ["help", "network", "netuid", "wallet.name", "wallet.hotkey", "wallet.path"],
 };
 
-/** Clock disagreements under this many seconds (beyond a block) are not worth a line. */
-const CLOCK_NOTE_SECONDS = 30;
-
 const RULE = (revealBlocks: number, blockTime: number, sha256: string) =>
   `rule: validators order commitments by commit block; the first commitment of those bytes wins (sha256 ${sha256.slice(0, 16)}…, bound in the commitment) wherever they are hosted, and a commitment must stay sealed ${revealBlocks} blocks × ${blockTime} s after its block`;
-
-function duration(seconds: number): string {
-  const minutes = Math.round(seconds / 60);
-  if (minutes >= 60) return `${Math.round(minutes / 6) / 10} h`;
-  return minutes ? `${minutes} min` : `${Math.round(seconds)} s`;
-}
 
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
@@ -215,8 +202,8 @@ async function cmdSubmit(url: string, v: Values): Promise<number> {
     }
     out(`sending set_commitment (timelocked for ${revealBlocks} blocks) and waiting for inclusion…`);
     const receipt = await chain.setCommitment(key.pair, netuid, payload, { blocksUntilReveal: revealBlocks, blockTime, clock: localClock });
-    if (Math.abs(receipt.clockOffsetSeconds) > CLOCK_NOTE_SECONDS + blockTime) {
-      out(`note: this machine's clock is ${receipt.clockOffsetSeconds > 0 ? "ahead of" : "behind"} the chain's by about ${duration(Math.abs(receipt.clockOffsetSeconds))} (block ${receipt.chainTimeBlock}'s timestamp); the reveal round was taken from chain time`);
+    if (clockIsOff(receipt.clockOffsetSeconds, blockTime)) {
+      out(`note: this machine's clock is ${describeClockOffset(receipt.clockOffsetSeconds)} (block ${receipt.chainTimeBlock}'s timestamp); the reveal round was taken from chain time`);
     }
     out(`✓ committed in block ${receipt.block}${receipt.recovered ? " (confirmed after a reconnect)" : ""}`);
     out(`  extrinsic      ${receipt.hash}`);

@@ -10,6 +10,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { connectChain, loadHotkey, resolveEndpoint, type ChainClient } from "../core/chain/index.ts";
+import { clockIsOff, describeClockOffset, localClock } from "../core/clock.ts";
 import { checkConcurrency, loadConfig, type Config } from "../core/config.ts";
 import { UserError } from "../core/errors.ts";
 import { benchmarkSettings, defaultHParamsPath, loadHParams, type HParams } from "../core/hparams.ts";
@@ -23,12 +24,14 @@ import { Store } from "../core/storage/store.ts";
 import { needsChain } from "../plugins/chain-binding.ts";
 import { registry } from "../plugins/index.ts";
 
-const HELP = `usage: validator.ts --config FILE [--once]
+const HELP = `usage: validator.ts --config FILE [--once [--drain-seconds N]]
 
-  --config FILE   the validator config (crusades.config.ts, or .json with { "use": name, "options": {...} })
-  --once          run until idle (every revealed submission scored, weights set once when due, every
-                  event delivered), then exit; without it, run until SIGINT/SIGTERM
-  --help          this text
+  --config FILE       the validator config (crusades.config.ts, or .json with { "use": name, "options": {...} })
+  --once              run until idle (every revealed submission scored, weights set once when due, every
+                      event delivered), then exit; without it, run until SIGINT/SIGTERM
+  --drain-seconds N   with --once: the longest wait for the sinks to take the last events (default 60);
+                      what they have not taken by then stays queued for the next start, and the exit is 1
+  --help              this text
 
 The hotkey comes from the config's wallet (~/.bittensor/wallets/NAME/hotkeys/HOTKEY) or, if set, from
 $CRUSADES_HOTKEY_URI (a mnemonic or //URI).`;
@@ -42,7 +45,10 @@ class Usage extends UserError {
 function args() {
   let parsed;
   try {
-    parsed = parseArgs({ options: { config: { type: "string" }, once: { type: "boolean" }, help: { type: "boolean", short: "h" } }, strict: true });
+    parsed = parseArgs({
+      options: { config: { type: "string" }, once: { type: "boolean" }, "drain-seconds": { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    });
   } catch (e) {
     throw new Usage((e as Error).message);
   }
@@ -51,7 +57,11 @@ function args() {
     process.exit(0);
   }
   if (!parsed.values.config) throw new Usage("--config FILE is required (see --help)");
-  return { config: parsed.values.config, once: parsed.values.once ?? false };
+  const drain = parsed.values["drain-seconds"];
+  if (drain !== undefined && !parsed.values.once) throw new Usage("--drain-seconds goes with --once");
+  const drainSeconds = Number(drain ?? 60);
+  if (!/^\d+$/.test(drain ?? "60") || drainSeconds > 86_400) throw new Usage(`--drain-seconds: a whole number of seconds up to 86400, got ${JSON.stringify(drain)}`);
+  return { config: parsed.values.config, once: parsed.values.once ?? false, drainSeconds };
 }
 
 function readHParams(config: Config): HParams {
@@ -80,6 +90,15 @@ async function joinChain(config: Config, hparams: HParams, netuid: number, log: 
       "not_registered",
     );
   }
+  // The store's and the API's times come from this clock; the API shows an age in the future as 0, so
+  // a clock hours off would go unseen there.
+  const head = await client.chainTime();
+  const offset = (localClock() - head.ms) / 1000;
+  if (clockIsOff(offset, hparams.block_time)) {
+    log.warn(
+      `this machine's clock is ${describeClockOffset(offset)} (block ${head.block}'s timestamp): the times this validator records, and the ages the API shows from them, are off by as much; set the clock (NTP)`,
+    );
+  }
   const genesisHash = client.api.genesisHash.toHex();
   for (const p of [...config.sources, ...config.sinks]) {
     if (needsChain(p)) p.bindChain({ chain: client, netuid, hparams, signer: key.pair, uid, genesisHash });
@@ -88,6 +107,21 @@ async function joinChain(config: Config, hparams: HParams, netuid: number, log: 
 }
 
 const short = (hash: string) => `${hash.slice(0, 10)}…`;
+
+/** How long a stop waits for the loops, then for each plugin's close: a frozen node must not hold it longer. */
+const STOP_GRACE_MS = 5000;
+
+/** True when `p` settled within `ms`. */
+const settlesWithin = (ms: number, p: Promise<unknown>) => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]).finally(() => clearTimeout(timer));
+};
 
 function summary(config: Config, hparams: HParams, netuid: number, chain: Chain | null, path: string, once: boolean): string {
   const bench = benchmarkSettings(hparams, config.profile);
@@ -104,6 +138,14 @@ function summary(config: Config, hparams: HParams, netuid: number, chain: Chain 
     `  weights   ${chain ? `every ${hparams.set_weights_interval_blocks} blocks, burn uid ${hparams.burn_uid} at ${hparams.burn_rate * 100}%` : "not set (no chain)"}`,
     `  database  ${path}`,
   ].join("\n");
+}
+
+/** Each sink's last error on its still-pending deliveries, for the line that says they were not taken. */
+function lastErrors(store: Store): string {
+  const rows = store.db
+    .prepare("SELECT sink, COUNT(*) AS n, MAX(last_error) AS error FROM deliveries WHERE state = 'pending' GROUP BY sink ORDER BY sink")
+    .all<{ sink: string; n: number; error: string | null }>();
+  return rows.map((r) => `${r.sink}: ${r.n}${r.error ? `, last error: ${r.error.slice(0, 200)}` : ", not tried yet"}`).join("; ");
 }
 
 async function main(): Promise<number> {
@@ -172,6 +214,8 @@ async function main(): Promise<number> {
   const scheduler = createScheduler({ pipeline, store, log, pollIntervalSeconds: config.pollIntervalSeconds, weights, signal: controller.signal, fatal });
 
   let code = 0;
+  // What a stop gave up waiting for, named in one line.
+  let abandoned: string[] = [];
   try {
     console.log(summary(config, hparams, netuid, chain, dbPath, a.once));
     await config.executor.init?.(log.child({ executor: config.executor.name }));
@@ -189,28 +233,42 @@ async function main(): Promise<number> {
       lastWeightsBlock: chain ? (await chain.client.lastUpdate(netuid, chain.uid)) || null : null,
     });
     if (a.once) {
-      const { undelivered } = await scheduler.runOnce();
+      const pass = scheduler.runOnce({ deliveryTimeoutMs: a.drainSeconds * 1000 });
+      // A signal ends the pass; a frozen node or hanging sink holding it gets STOP_GRACE_MS more.
+      const stopped = new Promise<void>((resolve) => controller.signal.addEventListener("abort", () => resolve(), { once: true }));
+      const ended = await Promise.race([pass.then(() => true), stopped.then(() => settlesWithin(STOP_GRACE_MS, pass))]);
+      if (!ended) {
+        abandoned = ["the --once pass (a source poll, fetch, run or delivery waiting on the node or a sink)"];
+        return code;
+      }
+      const { undelivered } = await pass;
       // A failed submission is published too once its event is delivered: the outcome is in error_code.
       const c = store.db
         .prepare("SELECT COUNT(*) FILTER (WHERE error_code IS NULL) AS scored, COUNT(*) FILTER (WHERE error_code IS NOT NULL) AS failed FROM submissions WHERE state IN ('scored', 'failed', 'published')")
         .get<{ scored: number; failed: number }>()!;
       log.info(`idle: ${c.scored} scored, ${c.failed} failed; ${undelivered} event deliveries pending`);
       if (undelivered > 0 && !controller.signal.aborted) {
-        log.error(`${undelivered} event deliveries could not be made; they stay queued for the next start`);
+        log.error(
+          `${undelivered} event deliveries still not taken after waiting ${a.drainSeconds} s for the sinks (${lastErrors(store)}); they stay queued for the next start`,
+        );
         code = 1;
       }
     } else {
       log.info(`running; polling every ${config.pollIntervalSeconds}s (SIGINT or SIGTERM to stop)`);
-      await scheduler.run();
+      ({ abandoned } = await scheduler.run(STOP_GRACE_MS));
       if (failure) code = 1;
     }
   } finally {
     controller.abort();
     pipeline.setStatus({ state: "stopped", current: [] });
     for (const p of [...config.sources, config.executor, ...config.sinks]) {
-      await p.close?.().catch((e: Error) => log.warn(`closing ${p.kind} ${p.name}: ${e.message}`));
+      const closing = p.close?.().catch((e: Error) => log.warn(`closing ${p.kind} ${p.name}: ${e.message}`));
+      if (closing && !(await settlesWithin(STOP_GRACE_MS, closing))) abandoned.push(`closing ${p.kind} ${p.name}`);
     }
-    await chain?.client.close().catch(() => {});
+    if (chain && !(await settlesWithin(STOP_GRACE_MS, chain.client.close()))) abandoned.push("closing the chain connection");
+    if (abandoned.length) {
+      log.warn(`stopped without waiting longer than ${STOP_GRACE_MS / 1000} s for: ${abandoned.join("; ")} (an interrupted run is re-queued at the next start)`);
+    }
     store.close();
     lock.release();
   }
