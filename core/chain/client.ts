@@ -152,6 +152,17 @@ function earliestRound(reg: RegistrationCodec): bigint | null {
   return round;
 }
 
+function revealedOf(hotkey: string, value: Codec): RevealedCommitment[] {
+  const list = (value as Option<Vec<ITuple<[Bytes, u64]>>>).unwrapOr([]);
+  return [...list].map(([bytes, block]) => ({ hotkey, block: block.toNumber(), data: decodeRevealedText(bytes.toU8a(true)) }));
+}
+
+function pendingOf(hotkey: string, value: Codec): PendingCommitment | null {
+  const reg = (value as unknown as Option<RegistrationCodec & Codec>).unwrapOr(null);
+  const round = reg && earliestRound(reg);
+  return reg && round !== null ? { hotkey, block: reg.block.toNumber(), revealRound: round } : null;
+}
+
 export async function connectChain(opts: ChainOptions) {
   const log = opts.log ?? createLogger();
   const url = resolveEndpoint(opts.network);
@@ -243,26 +254,43 @@ export async function connectChain(opts: ChainOptions) {
     /** Every hotkey's revealed commitments on `netuid`, oldest first per hotkey. */
     async revealedCommitments(netuid: number): Promise<RevealedCommitment[]> {
       const entries = await storage("commitments", "revealedCommitments").entries(netuid);
-      const out: RevealedCommitment[] = [];
-      for (const [key, value] of entries) {
-        const hotkey = ss58(key.args[1]!.toU8a());
-        const list = (value as Option<Vec<ITuple<[Bytes, u64]>>>).unwrapOr([]);
-        for (const [bytes, block] of list) {
-          out.push({ hotkey, block: block.toNumber(), data: decodeRevealedText(bytes.toU8a(true)) });
-        }
-      }
-      return out;
+      return entries.flatMap(([key, value]) => revealedOf(ss58(key.args[1]!.toU8a()), value));
+    },
+
+    /** One hotkey's revealed commitments on `netuid`, oldest first. */
+    async revealedCommitmentsOf(netuid: number, hotkey: string): Promise<RevealedCommitment[]> {
+      return revealedOf(hotkey, await storage("commitments", "revealedCommitments")(netuid, hotkey));
     },
 
     /** Every timelocked commitment on `netuid` still sealed, with its commit block and round. */
     async pendingCommitments(netuid: number): Promise<PendingCommitment[]> {
-      const out: PendingCommitment[] = [];
-      for (const [key, value] of await storage("commitments", "commitmentOf").entries(netuid)) {
-        const reg = (value as unknown as Option<RegistrationCodec & Codec>).unwrapOr(null);
-        const round = reg && earliestRound(reg);
-        if (reg && round !== null) out.push({ hotkey: ss58(key.args[1]!.toU8a()), block: reg.block.toNumber(), revealRound: round });
+      const entries = await storage("commitments", "commitmentOf").entries(netuid);
+      return entries.flatMap(([key, value]) => pendingOf(ss58(key.args[1]!.toU8a()), value) ?? []);
+    },
+
+    /** One hotkey's timelocked commitment on `netuid` still sealed, or null. */
+    async pendingCommitmentOf(netuid: number, hotkey: string): Promise<PendingCommitment | null> {
+      return pendingOf(hotkey, await storage("commitments", "commitmentOf")(netuid, hotkey));
+    },
+
+    /**
+     * The hotkeys whose commitments on `netuid` changed in blocks `from`..`to` (a commit, a timelocked
+     * commit, a reveal: the Commitments pallet's events), so a poll re-reads only theirs. Two requests per
+     * block, whatever the history.
+     */
+    async commitmentActivity(netuid: number, from: number, to: number): Promise<Set<string>> {
+      await conn.whenConnected();
+      const touched = new Set<string>();
+      for (let n = from; n <= to; n++) {
+        const hash = (await api.rpc.chain.getBlockHash(n)).toHex();
+        const records = (await storage("system", "events").at(hash)) as unknown as Vec<Codec & { event: Codec & { section: string; data: Codec[] } }>;
+        for (const { event } of records) {
+          if (event.section !== "commitments") continue;
+          const [eventNetuid, who] = event.data;
+          if (eventNetuid && who && Number(eventNetuid.toString()) === netuid) touched.add(ss58(who.toU8a()));
+        }
       }
-      return out;
+      return touched;
     },
 
     /**

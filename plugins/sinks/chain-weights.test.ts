@@ -39,7 +39,10 @@ class FakeChain {
         return { status: "ok", mode: this.commitReveal ? "commit_timelocked_weights" : "set_weights", block: this.block, hash: "0x00", uids: n.uids, weights: n.weights, recovered: false };
       },
       revealedCommitments: async () => [],
+      revealedCommitmentsOf: async () => [],
       pendingCommitments: async () => [],
+      pendingCommitmentOf: async () => null,
+      commitmentActivity: async () => new Set<string>(),
       commitOrigin: async () => null,
       blockTimestamp: async () => 0,
       drandBeaconConfig: async () => QUICKNET,

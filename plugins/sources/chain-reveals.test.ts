@@ -24,7 +24,8 @@ const stubTime = (block: number) => 1_750_000_000_000 + block * hparams.block_ti
 /**
  * A chain where, unless `origins` says otherwise, each reveal was committed in the block before it, sealed
  * for exactly the required delay (the stub's block times are not evenly spaced), and nothing is still
- * sealed unless `pending` says so.
+ * sealed unless `pending` says so. Its head moves one block per poll, and every hotkey counts as active in
+ * every block, so each poll sees what the test changed since the last.
  */
 function stubChain(
   reveals: RevealedCommitment[],
@@ -35,9 +36,16 @@ function stubChain(
   const unused = () => {
     throw new Error("not used by the source");
   };
+  let head = 0;
+  const revealedCommitments = async (netuid: number) => (netuid === 3 ? reveals.map((r) => ({ ...r })) : []);
+  const pendingCommitments = async (netuid: number) => (netuid === 3 ? (more.pending ?? []).map((p) => ({ ...p })) : []);
   return {
-    revealedCommitments: async (netuid: number) => (netuid === 3 ? reveals.map((r) => ({ ...r })) : []),
-    pendingCommitments: async (netuid: number) => (netuid === 3 ? (more.pending ?? []).map((p) => ({ ...p })) : []),
+    currentBlock: async () => ++head,
+    revealedCommitments,
+    pendingCommitments,
+    revealedCommitmentsOf: async (netuid: number, hotkey: string) => (await revealedCommitments(netuid)).filter((r) => r.hotkey === hotkey),
+    pendingCommitmentOf: async (netuid: number, hotkey: string) => (await pendingCommitments(netuid)).find((p) => p.hotkey === hotkey) ?? null,
+    commitmentActivity: async (netuid: number) => new Set([...(await revealedCommitments(netuid)), ...(await pendingCommitments(netuid))].map((c) => c.hotkey)),
     commitOrigin: async (_netuid: number, hotkey: string, block: number) => {
       const key = `${hotkey}@${block}`;
       if (more.origins && key in more.origins) return more.origins[key]!;
@@ -47,7 +55,6 @@ function stubChain(
     drandBeaconConfig: async () => QUICKNET,
     uidOf: async (_netuid: number, hotkey: string) => registered[hotkey] ?? null,
     droppedCommitments: async (netuid: number) => (netuid === 3 ? dropped.map((d) => ({ ...d })) : []),
-    currentBlock: unused,
     lastUpdate: unused,
     weights: unused,
     commitRevealEnabled: unused,
@@ -373,5 +380,52 @@ describe("chain-reveals on a localnet: priority by commit block", () => {
     } finally {
       await later.close();
     }
+  }, 60_000);
+
+  /** The client, counting what each read returned (commitments, hotkeys), per method. */
+  function counting(client: ChainClient) {
+    const reads: { method: string; items: number; args: unknown[] }[] = [];
+    const port = new Proxy(client, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop) as unknown;
+        if (typeof v !== "function") return v;
+        return async (...args: unknown[]) => {
+          const r = (await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args)) as unknown;
+          reads.push({ method: String(prop), items: Array.isArray(r) ? r.length : r instanceof Set ? r.size : r === null ? 0 : 1, args });
+          return r;
+        };
+      },
+    });
+    return { port: port as unknown as ChainPort, reads };
+  }
+  const commitmentReads = (reads: { method: string; items: number; args: unknown[] }[]) => reads.filter((r) => /ommitment/.test(r.method) && r.method !== "droppedCommitments");
+
+  test("an idle poll reads no commitment, however many the chain holds; a new reveal reads only its hotkey's (issue 21 #8)", async () => {
+    const { port, reads } = counting(chain);
+    const s = chainReveals();
+    s.bindChain({ chain: port, netuid: 3, hparams: rule, signer: {} as KeyringPair, uid: 2 });
+    const { ctx, take } = context();
+    // Whatever the tests before left sealed reveals first, so that the idle polls below are idle.
+    for (let n = 0; n < 200 && (await chain.pendingCommitments(3)).length; n++) sealUntil(net.block() + 1);
+    take(await s.poll(ctx)); // the first poll reads everything the tests before left
+    const history = commitmentReads(reads).reduce((n, r) => n + r.items, 0);
+    expect(history).toBeGreaterThanOrEqual(3);
+
+    reads.length = 0;
+    expect(await s.poll(ctx)).toEqual([]); // same head
+    sealUntil(net.block() + 5);
+    expect(await s.poll(ctx)).toEqual([]); // five new blocks, no commitment in them
+    expect(commitmentReads(reads).map((r) => [r.method, r.items])).toEqual([["commitmentActivity", 0]]);
+
+    const f = await commitAt(net.block() + 1, 2, commit(5, "https://gist.example/f/train.py"), 20);
+    const revealedAt = await revealBlockOf(f.hotkey, net.block());
+    reads.length = 0;
+    const subs = await s.poll(ctx);
+    expect(subs.map((x) => x.id)).toEqual([`chain:3:${revealedAt}:${f.hotkey}`]);
+    const perHotkey = commitmentReads(reads).filter((r) => r.method !== "commitmentActivity" && r.method !== "commitOrigin");
+    expect(perHotkey.map((r) => [r.method, r.args[1]])).toEqual([
+      ["pendingCommitmentOf", f.hotkey],
+      ["revealedCommitmentsOf", f.hotkey],
+    ]);
   }, 60_000);
 });

@@ -11,15 +11,17 @@
 //     that reveals first cannot take the original's code;
 //   - the same hotkey re-committing code it already had accepted is rejected as already submitted;
 //   - one accepted submission per hotkey per `min_blocks_between_commits`, by reveal block.
-// Decisions are remembered in plugin state keyed by submission id, so re-reading the same reveals (every
-// poll, or after a kill before the store took the submissions) yields the same answer and no duplicates.
+// Decisions are remembered in plugin state keyed by submission id, so re-reading the same reveals (a
+// hotkey's whole list when it reveals again, or everything after a kill before the store took the
+// submissions) yields the same answer and no duplicates. Each poll reads only what changed since the last
+// (the Commitments events of the new blocks), so an idle validator's work does not grow with history.
 import { z } from "zod";
-import type { CommitOrigin } from "../../core/chain/index.ts";
+import type { CommitOrigin, PendingCommitment, RevealedCommitment } from "../../core/chain/index.ts";
 import type { Submission } from "../../core/contracts.ts";
 import { judgeRevealDelay, parseCommitment, roundPublishedAt, type Commitment, type RevealRule } from "../../core/commitment.ts";
 import { defineSource, type Factory, type Source, type SourceContext } from "../../core/plugin.ts";
 import { normalizeCodeUrl } from "../../core/urls.ts";
-import { bindingSlot, type ChainBinding, type ChainBound } from "../chain-binding.ts";
+import { bindingSlot, type ChainBinding, type ChainBound, type ChainPort } from "../chain-binding.ts";
 
 export const ChainRevealsOptions = z
   .object({
@@ -67,23 +69,71 @@ const emptyState = (): RevealState => ({ urls: {}, hashes: {}, lastAccepted: {},
 
 export const submissionId = (netuid: number, block: number, hotkey: string) => `chain:${netuid}:${block}:${hotkey}`;
 
+/** A head further than this past the last poll's is read afresh, not block by block (a node keeps events only so long). */
+const MAX_SCAN_BLOCKS = 64;
+
 const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
   const slot = bindingSlot("source chain-reveals");
   // What the chain said about reveals still waiting and about sealed commitments' blocks: fixed facts,
   // so asked once; entries go once their reveal is decided or their commitment is no longer sealed.
   const origins = new Map<string, CommitOrigin>();
   const blockTimes = new Map<number, number>();
+  // The chain's commitments as of block `viewBlock`: read whole at the first poll, then kept up to date
+  // from the Commitments events of the blocks since, re-reading only the hotkeys they name. An idle poll
+  // reads the head and nothing more, however many reveals the chain holds.
+  let viewBlock: number | null = null;
+  /** Reveals not yet decided (neither rejected nor taken by the store), by submission id. */
+  const open = new Map<string, RevealedCommitment>();
+  /** Timelocked commitments still sealed, by hotkey. */
+  const sealed = new Map<string, PendingCommitment>();
+  /** Dropped commitments (a localnet's) already recorded. */
+  const droppedSeen = new Set<string>();
+
+  async function refresh(chain: ChainPort, netuid: number) {
+    const head = await chain.currentBlock();
+    if (head === viewBlock) return;
+    const add = (r: RevealedCommitment) => open.set(submissionId(netuid, r.block, r.hotkey), r);
+    // Sealed commitments first: one that reveals between the two reads is seen in both (and holds the
+    // others back one poll longer), never in neither. The reads see the chain at `head` or later, so the
+    // next poll's events cover whatever changed after them.
+    const scan = viewBlock !== null && head > viewBlock && head - viewBlock <= MAX_SCAN_BLOCKS;
+    // A node that no longer holds those blocks' state (restarted, pruned) cannot say: read it all again.
+    const touched = scan
+      ? await chain.commitmentActivity(netuid, viewBlock! + 1, head).catch((e: { code?: unknown }) => {
+          if (e.code === "disconnected") throw e;
+          return null;
+        })
+      : null;
+    if (touched) {
+      for (const hotkey of touched) {
+        const p = await chain.pendingCommitmentOf(netuid, hotkey);
+        if (p) sealed.set(hotkey, p);
+        else sealed.delete(hotkey);
+        (await chain.revealedCommitmentsOf(netuid, hotkey)).forEach(add);
+      }
+    } else {
+      const pending = await chain.pendingCommitments(netuid);
+      const reveals = await chain.revealedCommitments(netuid);
+      sealed.clear();
+      for (const p of pending) sealed.set(p.hotkey, p);
+      open.clear();
+      reveals.forEach(add);
+    }
+    viewBlock = head;
+  }
 
   async function poll(ctx: SourceContext): Promise<Submission[]> {
     const { chain, netuid, hparams, genesisHash } = slot.get();
     const minBlocks = opts.minBlocksBetweenCommits ?? hparams.min_blocks_between_commits;
     const revealBlocks = opts.revealBlocks ?? hparams.reveal_blocks;
     const rule: RevealRule = { revealBlocks, maxRevealBlocks: opts.maxRevealBlocks ?? 4 * revealBlocks, blockTime: opts.blockTime ?? hparams.block_time };
-    // Sealed commitments first: one that reveals between the two reads is seen in both (and holds the
-    // others back one poll longer), never in neither.
-    const pending = await chain.pendingCommitments(netuid);
-    const reveals = await chain.revealedCommitments(netuid);
-    reveals.sort((a, b) => a.block - b.block || (a.hotkey < b.hotkey ? -1 : a.hotkey > b.hotkey ? 1 : 0));
+    await refresh(chain, netuid);
+    for (const id of open.keys()) if (ctx.known(id)) open.delete(id);
+    // A localnet names the timelocked commitments it dropped at the reveal (a real chain drops them
+    // silently and names none): each is a rejection, so the miner sees why it never arrived.
+    const dropped = (await chain.droppedCommitments(netuid)).filter((d) => !droppedSeen.has(`${submissionId(netuid, d.block, d.hotkey)}:dropped`));
+    if (!open.size && !dropped.length) return [];
+
     let beacon: Awaited<ReturnType<typeof chain.drandBeaconConfig>> | null = null;
     const beaconClock = async () => (beacon ??= await chain.drandBeaconConfig());
     // Claims and rate limits hold on one chain: keyed by its genesis hash, a reset chain or another
@@ -95,12 +145,17 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
     let changed = false;
     const candidates: Candidate[] = [];
 
+    const reveals = [...open.values()].sort((a, b) => a.block - b.block || (a.hotkey < b.hotkey ? -1 : a.hotkey > b.hotkey ? 1 : 0));
     for (const r of reveals) {
       const id = submissionId(netuid, r.block, r.hotkey);
-      if (st.rejected[id] || ctx.known(id)) continue;
+      if (st.rejected[id]) {
+        open.delete(id);
+        continue;
+      }
       const reject = (reason: string, detail: string) => {
         changed = true;
         st.rejected[id] = true;
+        open.delete(id);
         ctx.reject({ hotkey: r.hotkey, reason, detail, raw: r.data, block: r.block });
       };
 
@@ -140,7 +195,7 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
     // after it is decided before it reveals, as it may carry the same code.
     let hold: { block: number; hotkey: string } | null = null;
     const sealedBlocks = new Set<number>();
-    for (const p of pending) {
+    for (const p of sealed.values()) {
       sealedBlocks.add(p.block);
       if (hold && !before(p, hold)) continue;
       const clock = await beaconClock();
@@ -162,6 +217,7 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
       changed = true;
       const reject = (reason: string, detail: string) => {
         st.rejected[id] = true;
+        open.delete(id);
         ctx.reject({ hotkey: r.hotkey, reason, detail, raw: c.data, block: r.block });
       };
       const { url, codeHash } = c.commitment;
@@ -196,10 +252,9 @@ const factory = defineSource("chain-reveals", ChainRevealsOptions, (opts) => {
       st.lastAccepted[r.hotkey] = { block: r.block, id };
       out.push({ id, hotkey: r.hotkey, uid: c.uid, url, ...(codeHash ? { committedHash: codeHash } : {}), revealBlock: r.block, commitBlock: c.commitBlock, source: "chain-reveals" });
     }
-    // A localnet names the timelocked commitments it dropped at the reveal (a real chain drops them
-    // silently and names none): each is a rejection, so the miner sees why it never arrived.
-    for (const d of await chain.droppedCommitments(netuid)) {
+    for (const d of dropped) {
       const id = `${submissionId(netuid, d.block, d.hotkey)}:dropped`;
+      droppedSeen.add(id);
       if (st.rejected[id]) continue;
       st.rejected[id] = true;
       changed = true;
