@@ -229,12 +229,10 @@ export function createScheduler(o: SchedulerOptions) {
       ["code fetches", Promise.all(fetches)],
     ];
     const stopped = new Set<string>();
+    const done = (name: string) => () => void stopped.add(name);
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      Promise.all(loops.map(([name, p]) => Promise.resolve(p).then(
-        () => stopped.add(name),
-        () => stopped.add(name),
-      ))),
+      Promise.all(loops.map(([name, p]) => Promise.resolve(p).then(done(name), done(name)))),
       new Promise<void>((resolve) => (timer = setTimeout(resolve, stopGraceMs))),
     ]);
     clearTimeout(timer);
