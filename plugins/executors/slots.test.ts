@@ -121,10 +121,15 @@ describe("slot pool", () => {
     let gone = false;
     const pool = new SlotPool(cpuSlots(2), { maxFailures: 2, log, present: async (s) => !(gone && s.id === "cpu:1") });
     const req = tinyRequest("x");
-    const onSlot = (id: string) => pool.evaluate(req, ctx(), (s) => s.id === id, async (s) => (s.id === "cpu:0" ? failedResult(req, "harness_error", "CUDA error: unspecified launch failure") : success(req)));
+    // Each call a run of its own: a run re-run after a fault on our side would be sent to the other slot.
+    let runs = 0;
+    const onSlot = (id: string) => {
+      const r = { ...req, run_index: runs++ };
+      return pool.evaluate(r, ctx(), (s) => s.id === id, async (s) => (s.id === "cpu:0" ? failedResult(r, "harness_error", "CUDA error: unspecified launch failure") : success(r)));
+    };
     await onSlot("cpu:0");
     // A submission's own failure does not count against the slot, and resets nothing it should not.
-    await pool.evaluate(req, ctx(), (s) => s.id === "cpu:0", async () => failedResult(req, "crash", "its own fault"));
+    await pool.evaluate({ ...req, run_index: runs++ }, ctx(), (s) => s.id === "cpu:0", async () => failedResult(req, "crash", "its own fault"));
     expect(pool.status()[0]!.failures).toBe(0);
     await onSlot("cpu:0");
     expect(pool.status()[0]!.state).toBe("idle");
@@ -154,6 +159,23 @@ describe("slot pool", () => {
     expect(pool.status()[0]).toMatchObject({ state: "idle", failures: 1, reason: null });
     expect(log.lines.some((l) => l.includes("SLOT OUT"))).toBe(false);
     expect((await pool.evaluate(req, ctx(), () => true, async () => success(req))).success).toBe(true);
+  });
+
+  test("a run re-run after a validator-side failure goes to another free slot, though its session is warm on the one that failed", async () => {
+    const pool = new SlotPool(cpuSlots(2), { maxFailures: 3, log: memoryLogger() });
+    const req = tinyRequest("x");
+    const warmOn0 = (s: { id: string }) => s.id === "cpu:0";
+    const first = await pool.evaluate(req, ctx(), warmOn0, async () => failedResult(req, "harness_error", "CUDA error: an illegal memory access"));
+    expect(first.diagnostics.slot).toBe("cpu:0");
+    const again = await pool.evaluate(req, ctx(), warmOn0, async () => success(req));
+    expect(again.diagnostics.slot).toBe("cpu:1");
+    // Only that run avoids the slot: the submission's next run goes where its session is warm.
+    const next = { ...req, run_index: req.run_index + 1 };
+    expect((await pool.evaluate(next, ctx(), warmOn0, async () => success(next))).diagnostics.slot).toBe("cpu:0");
+    // With no other slot free the re-run still runs, where it can.
+    const one = new SlotPool(cpuSlots(1), { maxFailures: 3, log: memoryLogger() });
+    await one.evaluate(req, ctx(), () => true, async () => failedResult(req, "executor_error", "engine hiccup"));
+    expect((await one.evaluate(req, ctx(), () => true, async () => success(req))).diagnostics.slot).toBe("cpu:0");
   });
 
   test("a run waiting for a slot gives up when the validator stops", async () => {

@@ -244,6 +244,10 @@ export async function probeAll(slots: Slot[], probe: (slot: Slot) => Promise<str
 /** The validator's side of a failure: these say nothing about the submission, so they count against the slot. */
 const SLOT_FAULTS: ReadonlySet<ErrorCode> = new Set(["harness_error", "executor_error"]);
 
+/** Runs whose last failure on our side is remembered; the oldest is forgotten first (a run retried at most once). */
+const MAX_FAULTED_RUNS = 1024;
+const runKey = (r: EvaluationRequest) => `${r.submission_id}/${r.run_index}`;
+
 interface SlotState {
   slot: Slot;
   busy: { submissionId: string; runIndex: number; startedAt: number } | null;
@@ -267,6 +271,8 @@ export interface SlotPoolOptions {
 export class SlotPool {
   private readonly states: SlotState[];
   private waiters: { resolve: (s: SlotState | null) => void; submissionId: string; runIndex: number }[] = [];
+  /** Run ("submission/run") -> the slot where it last failed on our side: its re-run goes elsewhere if it can. */
+  private readonly faulted = new Map<string, string>();
 
   constructor(
     slots: Slot[],
@@ -310,14 +316,18 @@ export class SlotPool {
       result = failedResult(request, "executor_error", (e as Error).message);
     }
     result = { ...result, diagnostics: { ...result.diagnostics, slot: state.slot.id } };
-    await this.settle(state, result);
+    await this.settle(state, request, result);
     return result;
   }
 
   private lease(request: EvaluationRequest, signal: AbortSignal, prefer: (slot: Slot) => boolean): Promise<SlotState | null> {
     const run = { submissionId: request.submission_id, runIndex: request.run_index };
+    // A run re-run after a failure on our side (the pipeline retries a harness_error once) leaves the slot
+    // it failed on when another is free: a warm session there must not send it back to the same fault.
+    const avoid = this.faulted.get(runKey(request));
     const free = this.states.filter((s) => !s.busy && !s.reason);
-    const pick = free.find((s) => prefer(s.slot)) ?? free[0];
+    const elsewhere = free.filter((s) => s.slot.id !== avoid);
+    const pick = elsewhere.find((s) => prefer(s.slot)) ?? elsewhere[0] ?? free[0];
     if (pick) {
       pick.busy = { ...run, startedAt: Date.now() };
       return Promise.resolve(pick);
@@ -334,10 +344,13 @@ export class SlotPool {
     });
   }
 
-  private async settle(state: SlotState, result: EvaluationResult) {
+  private async settle(state: SlotState, request: EvaluationRequest, result: EvaluationResult) {
     state.runs++;
     const code = result.error?.code;
+    this.faulted.delete(runKey(request));
     if (code && SLOT_FAULTS.has(code)) {
+      this.faulted.set(runKey(request), state.slot.id);
+      if (this.faulted.size > MAX_FAULTED_RUNS) this.faulted.delete(this.faulted.keys().next().value!);
       state.failures++;
       state.lastFault = `${code}: ${result.error!.message.split("\n")[0]!.slice(0, 200)}`;
       // A check that cannot run (the host unreachable after a dropped connection) proves nothing about the
