@@ -384,15 +384,18 @@ def confine(drop_uid: int | None) -> None:
         # A slot's uid may have no passwd entry; getpass.getuser() (torch's inductor cache) reads these first.
         os.environ["USER"] = os.environ["LOGNAME"] = f"crusades-worker-{drop_uid}"
         _die_with_parent()  # the uid change cleared it
-        # The uid change also made the worker undumpable: its /proc/self (mem, fd/, maps) became root's and
-        # honest code that reads it failed. Dumpable again, only processes of its own uid may trace it (the
-        # guard keeps another real uid); no core file leaves the sandbox through the host's core_pattern.
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _drop_capabilities()
     if drop_uid is not None:
         landlocked = landlock.restrict(WRITABLE)
+        if landlocked.startswith("landlock"):
+            # The uid change made the worker undumpable: its /proc/self (mem, fd/, maps) became root's and
+            # honest code that reads it failed. Dumpable again, only processes of its own uid may trace it (the
+            # guard keeps another real uid), and no core file leaves through the host's core_pattern. Only
+            # under Landlock: a dumpable worker owns /proc/self/oom_score_adj, and Landlock is what keeps it
+            # from lowering it.
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
 def process_limit(cgroups=("/sys/fs/cgroup", "/sys/fs/cgroup/pids")) -> int:
