@@ -49,6 +49,18 @@ export function cronEvery(seconds: number): string {
   throw new UserError(`pollIntervalSeconds: ${seconds} does not divide a minute or an hour evenly (use e.g. 1, 5, 6, 10, 12, 15, 30, 60, 120, 300)`, "bad_config");
 }
 
+/** True when `p` settled (either way) within `ms`: a stop waits so long for what it stops, no longer. */
+export const settlesWithin = (ms: number, p: Promise<unknown>): Promise<boolean> => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]).finally(() => clearTimeout(timer));
+};
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -230,12 +242,7 @@ export function createScheduler(o: SchedulerOptions) {
     ];
     const stopped = new Set<string>();
     const done = (name: string) => () => void stopped.add(name);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(loops.map(([name, p]) => Promise.resolve(p).then(done(name), done(name)))),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, stopGraceMs))),
-    ]);
-    clearTimeout(timer);
+    await settlesWithin(stopGraceMs, Promise.all(loops.map(([name, p]) => Promise.resolve(p).then(done(name), done(name)))));
     return { abandoned: loops.map(([name]) => name).filter((name) => !stopped.has(name)) };
   }
 

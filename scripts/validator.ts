@@ -17,7 +17,7 @@ import { benchmarkSettings, defaultHParamsPath, loadHParams, type HParams } from
 import { createLogger, type Logger } from "../core/log.ts";
 import { createPipeline } from "../core/pipeline.ts";
 import { checkTokenShard } from "../core/token-shard.ts";
-import { createScheduler, type WeightsClock } from "../core/scheduler.ts";
+import { createScheduler, settlesWithin, type WeightsClock } from "../core/scheduler.ts";
 import { lockStore } from "../core/storage/lock.ts";
 import type { StoreFailure } from "../core/storage/sqlite.ts";
 import { Store } from "../core/storage/store.ts";
@@ -110,18 +110,6 @@ const short = (hash: string) => `${hash.slice(0, 10)}…`;
 
 /** How long a stop waits for the loops, then for each plugin's close: a frozen node must not hold it longer. */
 const STOP_GRACE_MS = 5000;
-
-/** True when `p` settled within `ms`. */
-const settlesWithin = (ms: number, p: Promise<unknown>) => {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]).finally(() => clearTimeout(timer));
-};
 
 function summary(config: Config, hparams: HParams, netuid: number, chain: Chain | null, path: string, once: boolean): string {
   const bench = benchmarkSettings(hparams, config.profile);
