@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Measures the honest band of a profile on this device class and writes the bounds the harness judges with.
 
-    python3 bench/calibrate.py --profile P [--seeds N] [--loops a,b] [--margin 1.5] [--synthetic] [--out FILE]
+    python3 bench/calibrate.py --profile P [--seeds N] [--compile-seeds N] [--first-seed K] [--loops a,b]
+                                [--margin 1.5] [--synthetic] [--out FILE] [--save-runs F] [--from-runs F ...]
+                                [--keep-band FILE]
 
 The rule it implements: a profile declares its numerics (bf16 autocast over fp32 master weights and fp32
 AdamW state on the GPU profiles, tiny-bf16 and deep-bf16; fp32 on tiny); a loop is honest when its evidence
@@ -75,7 +77,7 @@ def round_up(x: float) -> float:
     return round(math.ceil(x / step - 1e-9) * step, 12)
 
 
-def derive(runs: list[dict], names: list[str], margin: float, floor: float) -> dict:
+def derive(runs: list[dict], names: list[str], margin: float, floor: float, kept: dict | None = None) -> dict:
     """band, noise and bounds from honest runs: each run is {"values": {check: value}, "errors": {kind: [per
     tensor, in `names` order]}, "no_signal": [names]}."""
     noise = {kind: {n: max(floor, math.sqrt(statistics.fmean(r["errors"][kind][i] ** 2 for r in runs)))
@@ -89,6 +91,12 @@ def derive(runs: list[dict], names: list[str], margin: float, floor: float) -> d
     for stat in EVIDENCE + [f"{kind}_noise" for kind in checks.KINDS.values()] + OTHER:
         values = [distance(stat, r["values"][stat]) for r in runs]
         band[stat] = {"max": max(values), "median": statistics.median(values), "runs": len(values)}
+        # An honest value measured before (whose runs were not kept) still bounds the band: a new sample that
+        # happens to miss it must not reject such a run. Not the noise statistics: they are in units of each
+        # calibration's own per-tensor noise.
+        earlier = (kept or {}).get(stat, {}).get("max")
+        if earlier is not None and not stat.endswith("_noise") and earlier > band[stat]["max"]:
+            band[stat].update(max=earlier, kept_from_earlier=True)
         bounds[stat] = round_up(margin * max(band[stat]["max"], 1.0 if stat.endswith("_noise") else floor))
     out = {kind: {stat: bounds[f"{kind}_{stat}"] for stat in checks.STATS} for kind in checks.KINDS.values()}
     out.update(loss_abs_tolerance=bounds["loss_abs_diff"], logits_rel_tolerance=bounds["logits_rel_diff"])
@@ -119,7 +127,8 @@ def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> tu
                 code = code_of(*LOOPS[loop])
                 # Compiling is not what is measured here: give it room on a slow device.
                 extra = {"timeout_seconds": COMPILE_TIMEOUT_S} if loop == "compile" else {}
-                for seed in range(args.compile_seeds if loop == "compile" else args.seeds):
+                count = args.compile_seeds if loop == "compile" and args.compile_seeds else args.seeds
+                for seed in range(args.first_seed, args.first_seed + count):
                     doc = harness.run(build_request(code, hp, args.profile, seed, submission_id=loop,
                                                     **overrides, **extra))
                     diag = doc.get("diagnostics", {})
@@ -141,7 +150,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, required=True)
     parser.add_argument("--seeds", type=int, default=6, help="fresh seeds per honest loop (default 6)")
-    parser.add_argument("--compile-seeds", type=int, default=1, help="seeds for torch.compile (slow to compile)")
+    parser.add_argument("--compile-seeds", type=int, help="seeds for torch.compile (default: --seeds; a loop "
+                                                          "sampled on fewer seeds than the others set too low a bound)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here (a second session adds fresh "
+                                                                  "seeds to merge with --from-runs)")
     parser.add_argument("--loops", default=",".join(n for n in LOOPS if n != "fp32_checkpoint"),
                         help="honest loops (comma-separated; fp32_checkpoint is fp32 where plain fp32 does not fit)")
     parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
@@ -149,6 +161,8 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
     parser.add_argument("--out", type=Path, help="file, or directory for <profile>.<device class>.json, to write "
                                                  "(default: the harness's calibration directory)")
+    parser.add_argument("--keep-band", type=Path, help="an earlier calibration file: its measured honest maxima "
+                                                       "stay in the band (all statistics but the noise ones)")
     parser.add_argument("--save-runs", type=Path, help="also keep every run's statistics here (JSON)")
     parser.add_argument("--from-runs", type=Path, nargs="+", help="derive from the runs kept by --save-runs (one or "
                                                                   "more sessions, merged) instead of running")
@@ -180,7 +194,8 @@ def main() -> int:
         args.save_runs.write_text(json.dumps({"device": device, "loops": loops, "runs": runs, "command": command,
                                                    "skipped": skipped}))
 
-    derived = derive(runs, names, args.margin, args.floor)
+    kept = json.loads(args.keep_band.read_text())["band"] if args.keep_band else None
+    derived = derive(runs, names, args.margin, args.floor, kept)
     floor_share = verification_settings(hp, args.profile)["layer_signal_floor"]
     derived["bounds"]["layer_signal_floor"] = floor_share
     failing = {f"{r['loop']}#{i}": bad for i, r in enumerate(runs) if (bad := rejected_by(r["values"], derived["bounds"]))}
