@@ -14,11 +14,11 @@ hand-written GEMMs, the direct module pass, torch.compile) over --seeds fresh se
 validator's own path (one warm env.py --serve), and writes environments/templar/calibration/<profile>.<device
 class>.json (format CALIBRATION_VERSION of checks.py):
 - band: per statistic the honest maximum (for a scale, the largest |1 - scale|), median and run count;
-- noise: per kind and tensor, the honest root-mean-square relative error (at least --floor), which the
-  `noise` statistic divides by;
+- noise: per moment (exp_avg, exp_avg_sq) and tensor, the honest root-mean-square relative error (at least
+  --floor), which the noise statistics divide by;
 - bounds: margin x max(honest maximum, floor) per statistic, rounded up to 3 significant digits (a noise
   statistic's floor is 1: every tensor at its own honest noise);
-- key: the settings measured (model config hash, batch, sequence, steps, autocast, optimizer); the harness
+- key: the settings measured (model config hash, W0's rule, batch, sequence, steps, autocast, optimizer); the harness
   uses the file only for runs with the same ones.
 Then it re-judges every honest run with the new bounds and exits 1 if any fails (it cannot, by
 construction, unless a floor or rounding is wrong)."""
@@ -51,7 +51,6 @@ LOOPS = {"template": ("template", None), "fp32": ("honest_variants", "fp32"),
          "checkpoint": ("honest_variants", "checkpoint"),
          "fp32_checkpoint": ("honest_variants", "fp32_checkpoint"), "manual_gemm": ("precision_shortcuts", "bf16_manual"),
          "direct_pass": ("honest_fast", None), "compile": ("honest_variants", "compile")}
-EVIDENCE = [f"{kind}_{stat}" for kind in checks.KINDS.values() for stat in ("scale", "rel_global", "rel_layer")]
 OTHER = ["loss_abs_diff", "logits_rel_diff"]
 MARGIN = 1.5
 FLOOR = 1e-4
@@ -77,18 +76,21 @@ def round_up(x: float) -> float:
     return round(math.ceil(x / step - 1e-9) * step, 12)
 
 
-def derive(runs: list[dict], names: list[str], margin: float, floor: float, kept: dict | None = None) -> dict:
+def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | None = None) -> dict:
     """band, noise and bounds from honest runs: each run is {"values": {check: value}, "errors": {kind: [per
-    tensor, in `names` order]}, "no_signal": [names]}."""
+    tensor, in `layout` order]}}."""
+    names, kinds = [n for n, _ in layout], checks.matrix_kinds(layout)
     noise = {kind: {n: max(floor, math.sqrt(statistics.fmean(r["errors"][kind][i] ** 2 for r in runs)))
-                    for i, n in enumerate(names)} for kind in checks.KINDS.values()}
-    for r in runs:
-        for kind in checks.KINDS.values():
+                    for i, n in enumerate(names)} for kind in checks.NOISE_KINDS}
+    for r in runs:  # the noise statistics in units of this calibration's noise, as the harness will judge them
+        for kind in checks.NOISE_KINDS:
             errors = dict(zip(names, r["errors"][kind]))
-            judged = [n for n in names if n not in r["no_signal"]] if kind == "update" else names
-            r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], judged)
+            if kind in checks.KIND_STATS["noise"]:
+                r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], names)
+            if kind in checks.KIND_STATS["matrix_noise"]:
+                r["values"][f"{kind}_matrix_noise"] = checks.matrix_noise_statistic(errors, noise[kind], kinds)[0]
     band, bounds = {}, {}
-    for stat in EVIDENCE + [f"{kind}_noise" for kind in checks.KINDS.values()] + OTHER:
+    for stat in checks.EVIDENCE + OTHER:
         values = [distance(stat, r["values"][stat]) for r in runs]
         band[stat] = {"max": max(values), "median": statistics.median(values), "runs": len(values)}
         # An honest value measured before (whose runs were not kept) still bounds the band: a new sample that
@@ -98,14 +100,15 @@ def derive(runs: list[dict], names: list[str], margin: float, floor: float, kept
         if earlier is not None and not stat.endswith("_noise") and earlier > band[stat]["max"]:
             band[stat].update(max=earlier, kept_from_earlier=True)
         bounds[stat] = round_up(margin * max(band[stat]["max"], 1.0 if stat.endswith("_noise") else floor))
-    out = {kind: {stat: bounds[f"{kind}_{stat}"] for stat in checks.STATS} for kind in checks.KINDS.values()}
+    out = {kind: {stat: bounds[f"{kind}_{stat}"] for stat in checks.STATS if f"{kind}_{stat}" in bounds}
+           for kind in checks.KINDS.values()}
     out.update(loss_abs_tolerance=bounds["loss_abs_diff"], logits_rel_tolerance=bounds["logits_rel_diff"])
     return {"band": band, "noise": noise, "bounds": out}
 
 
 def flat_bounds(bounds: dict) -> dict:
     """{statistic: bound}, by the check names the harness reports."""
-    flat = {f"{k}_{s}": bounds[k][s] for k in checks.KINDS.values() for s in checks.STATS}
+    flat = {f"{kind}_{stat}": value for kind in checks.KINDS.values() for stat, value in bounds[kind].items()}
     flat.update(loss_abs_diff=bounds["loss_abs_tolerance"], logits_rel_diff=bounds["logits_rel_tolerance"])
     return flat
 
@@ -138,7 +141,7 @@ def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> tu
                         break
                     device = device or doc["device"]
                     runs.append({"loop": loop, "values": {c["name"]: c["value"] for c in doc["checks"]},
-                                 "errors": diag["tensor_errors"], "no_signal": diag["update_layers_without_signal"]})
+                                 "errors": diag["tensor_errors"]})
                     print(f"{loop} seed {seed}: exp_avg_rel_global {runs[-1]['values']['exp_avg_rel_global']:.3g}",
                           file=sys.stderr, flush=True)
         finally:
@@ -171,7 +174,7 @@ def main() -> int:
     hp = json.loads((ROOT / "hparams" / "hparams.json").read_text())
     bench = benchmark_settings(hp, args.profile)
     raw_config = workload.read_config(workload.resolve_path(bench["model_config"], str(ROOT)))
-    names = [n for n, _ in workload.param_layout(workload.config_from(raw_config))]
+    layout = workload.param_layout(workload.config_from(raw_config))
     overrides = {"data_path": None} if args.synthetic else {}
     loops = [n for n in args.loops.split(",") if not n.startswith("fp32") or bench["autocast"]]
     runs, device, skipped, started = [], None, {}, time.time()
@@ -195,7 +198,7 @@ def main() -> int:
                                                    "skipped": skipped}))
 
     kept = json.loads(args.keep_band.read_text())["band"] if args.keep_band else None
-    derived = derive(runs, names, args.margin, args.floor, kept)
+    derived = derive(runs, layout, args.margin, args.floor, kept)
     floor_share = verification_settings(hp, args.profile)["layer_signal_floor"]
     derived["bounds"]["layer_signal_floor"] = floor_share
     failing = {f"{r['loop']}#{i}": bad for i, r in enumerate(runs) if (bad := rejected_by(r["values"], derived["bounds"]))}

@@ -30,12 +30,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from calibrate import LOOPS, code_of, distance  # noqa: E402
 from verify import PROFILES, WarmHarness, build_request  # noqa: E402
 
+import checks  # noqa: E402  (calibrate put the harness on the path)
+
 GRADIENT = ["zero_last", "reuse_last", "mhat_last", "zero_last2", "lr110", "lr125", "rows_half", "positions_3q",
             "head_quarter", "reuse_alternate"]
 PRECISION = ["fp8_wgrad", "fp8_wgrad_e5m2", "fp8_dgrad_wgrad", "fp8_all_from2", "fp8_adam_state", "fp8_wgrad_mlp",
              "fp8_wgrad_head", "fp8_wgrad_layer"]
-STATS = [f"{kind}_{stat}" for kind in ("update", "exp_avg", "exp_avg_sq")
-         for stat in ("scale", "rel_global", "noise", "rel_layer")] + ["loss_abs_diff", "logits_rel_diff"]
+STATS = [f"{kind}_{stat}" for kind in checks.KINDS.values() for stat in checks.STATS
+         if f"{kind}_{stat}" in checks.EVIDENCE] + ["loss_abs_diff", "logits_rel_diff"]
 
 
 def savings() -> dict[str, str]:
@@ -124,13 +126,14 @@ def main() -> int:
 
     save = savings()
     print("\n| shortcut | saving on the benchmark | rejected | codes | update_rel_global | exp_avg_rel_global | "
-          "exp_avg_sq_rel_global | exp_avg_noise |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "exp_avg_sq_rel_global | exp_avg_noise | exp_avg_matrix_noise |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode in dict.fromkeys(n[6:] for n, _, _ in cheats):
         mine = [(v, d) for n, v, d in cheats if n[6:] == mode]
         codes = Counter(d["error"]["code"] if d["error"] else "VERIFIED" for _, d in mine)
         low = {s: min(v.get(s, float("nan")) for v, _ in mine) for s in
-               ("update_rel_global", "exp_avg_rel_global", "exp_avg_sq_rel_global", "exp_avg_noise")}
+               ("update_rel_global", "exp_avg_rel_global", "exp_avg_sq_rel_global", "exp_avg_noise",
+                "exp_avg_matrix_noise")}
         print(f"| {mode} | {save.get(mode, '-')} | {sum(not d['success'] for _, d in mine)}/{len(mine)} | "
               + ", ".join(f"`{c}`" + (f" ×{k}" if k > 1 else "") for c, k in codes.items())
               + " | " + " | ".join(f"{x:.3g}" for x in low.values()) + " |")

@@ -430,7 +430,7 @@ def evaluate(request: dict, result_path: Path, started: float, worker: WorkerPro
             expected_tokens=expected_tokens, expected_steps=steps, logits_shape=logits_shape, reported=reported,
             cand=checks.candidate_sketches(snap, ref["w0"], layout, logits_shape),
             ref=checks.reference_sketches(ref["sketches"], ref["w0"], layout, logits_shape, ref["loss"]),
-            tol=tol)
+            tol=tol, layout=layout)
         timings["verify_s"] = time.perf_counter() - t
         diag.update(vdiag, expected_tokens=expected_tokens, reported_total_tokens=reported["total_tokens"],
                     n_params=n_params)

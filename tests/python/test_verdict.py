@@ -38,7 +38,7 @@ def test_shipped_calibrations_are_for_todays_settings(profile):
         f"recalibrate: python3 bench/calibrate.py --profile {profile}"
     config = workload.load_config(str(ROOT / benchmark_settings(HPARAMS, profile)["model_config"]))
     names = [n for n, _ in workload.param_layout(config)]
-    assert all(set(cal["noise"][k]) == set(names) for k in checks.KINDS.values())
+    assert set(cal["noise"]) == set(checks.NOISE_KINDS) and all(set(cal["noise"][k]) == set(names) for k in cal["noise"])
     bounds = calibrate.flat_bounds(cal["bounds"])
     for stat, band in cal["band"].items():  # every bound is the stated margin over the honest maximum, or the floor
         floor = 1.0 if stat.endswith("_noise") else cal["floor"]
@@ -88,21 +88,39 @@ def test_the_noise_statistic_adds_up_an_error_spread_over_every_tensor():
     assert max(honest[n] / sigma[n] for n in sigma) / 1.6 > 0.8 and c / h > 1.8
 
 
+def test_the_matrix_noise_statistic_adds_up_an_error_in_one_kind_of_matrix_in_every_layer():
+    # 12 layers of seven matrices and two norms; fp8 in the MLP's three GEMMs: each MLP tensor at 4x its own
+    # honest noise, every other tensor honest (deep-bf16 measured 4-5x there).
+    layout = [(f"model.layers.{i}.{m}", (8, 8)) for i in range(12) for m in
+              ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+               "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")]
+    layout += [(f"model.layers.{i}.{n}_layernorm.weight", (8,)) for i in range(12) for n in ("input", "post_attention")]
+    kinds = checks.matrix_kinds(layout)
+    assert len(kinds) == 7 and kinds["model.layers.*.mlp.up_proj.weight"][11] == "model.layers.11.mlp.up_proj.weight"
+    sigma = {n: 0.01 for n, _ in layout}
+    honest = {n: 0.01 * (1.6 if i % 5 == 0 else 0.8) for i, (n, _) in enumerate(layout)}
+    fp8 = {n: 0.04 if ".mlp." in n else 0.008 for n, _ in layout}
+    over_all = checks.noise_statistic(fp8, sigma, sigma) / checks.noise_statistic(honest, sigma, sigma)
+    worst, kind = checks.matrix_noise_statistic(fp8, sigma, kinds)
+    assert ".mlp." in kind and worst == pytest.approx(4)
+    assert worst / checks.matrix_noise_statistic(honest, sigma, kinds)[0] > 1.5 * over_all  # separates further
+
+
 def test_derived_bounds_are_the_margin_over_the_honest_maximum():
-    names = ["a", "b"]
+    layout = [("a", (3, 2)), ("b", (4,))]
     runs = []
     for scale in (1.0, 2.0):
-        values = {s: 0.001 * scale for s in calibrate.EVIDENCE + calibrate.OTHER}
-        values.update({s: 1 - 0.002 * scale for s in calibrate.EVIDENCE if s.endswith("_scale")})
-        runs.append({"values": values, "errors": {k: [0.01 * scale, 0.00001] for k in checks.KINDS.values()},
-                     "no_signal": []})
-    derived = calibrate.derive(runs, names, 1.5, 1e-4)
+        values = {s: 0.001 * scale for s in checks.EVIDENCE + calibrate.OTHER}
+        values.update({s: 1 - 0.002 * scale for s in checks.EVIDENCE if s.endswith("_scale")})
+        runs.append({"values": values, "errors": {k: [0.01 * scale, 0.00001] for k in checks.KINDS.values()}})
+    derived = calibrate.derive(runs, layout, 1.5, 1e-4)
     assert derived["band"]["exp_avg_rel_global"]["max"] == pytest.approx(0.002)
     assert derived["bounds"]["exp_avg"]["rel_global"] == pytest.approx(0.003)
     assert derived["bounds"]["update"]["scale"] == pytest.approx(0.006)  # |1 - scale| up to 0.004
     assert derived["noise"]["exp_avg"]["b"] == 1e-4  # floored: rounding-free tensors do not make bounds of 0
     assert derived["noise"]["exp_avg"]["a"] == pytest.approx(0.01 * math.sqrt(2.5))
     assert derived["bounds"]["exp_avg"]["noise"] >= 1.5  # the noise statistic's floor is 1
+    assert "noise" not in derived["bounds"]["update"] and "update" not in derived["noise"]  # sign flips, not precision
     assert calibrate.round_up(0.0123401) == pytest.approx(0.0124) and calibrate.round_up(0.0123) == pytest.approx(0.0123)
     assert not any(calibrate.rejected_by(r["values"], {**derived["bounds"]}) for r in runs)
 

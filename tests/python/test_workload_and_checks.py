@@ -32,6 +32,12 @@ def test_seeded_init_is_reproducible_and_seed_dependent(config):
     assert not torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
     norms = [p for n, p in a.named_parameters() if n.endswith("norm.weight")]
     assert norms and all(torch.all(p == 1) for p in norms)
+    # W0's rule: the MLP at half the attention's scale (a well-conditioned problem, see workload.W0_RULE)
+    std = {n: float(p.std()) for n, p in a.named_parameters() if p.ndim == 2}
+    mlp = [v for n, v in std.items() if ".mlp." in n]
+    attention = [v for n, v in std.items() if ".self_attn." in n]
+    assert mlp and attention and all(abs(v / config.initializer_range - 0.5) < 0.05 for v in mlp)
+    assert all(abs(v / config.initializer_range - 1) < 0.1 for v in attention)
 
 
 def test_derived_seeds_separate_purposes():
@@ -101,7 +107,8 @@ def _verify(config, edit=None, tokens=None, loss=_REF):
     return checks.verify(expected_tokens=STEPS * SHAPE[0] * (SHAPE[1] + 1), expected_steps=STEPS,
                          logits_shape=logits_shape, reported=reported,
                          cand=checks.candidate_sketches(cand, w0, layout, logits_shape),
-                         ref=checks.reference_sketches(out, w0, layout, logits_shape, ref_loss), tol=TOL)
+                         ref=checks.reference_sketches(out, w0, layout, logits_shape, ref_loss), tol=TOL,
+                         layout=layout)
 
 
 def test_a_sketch_estimates_the_norm_and_depends_on_the_key():
