@@ -33,7 +33,7 @@ def test_seeded_init_is_reproducible_and_seed_dependent(config):
     norms = [p for n, p in a.named_parameters() if n.endswith("norm.weight")]
     assert norms and all(torch.all(p == 1) for p in norms)
     # W0's rule: the MLP at half the attention's scale (a well-conditioned problem, see workload.W0_RULE)
-    std = {n: float(p.std()) for n, p in a.named_parameters() if p.ndim == 2}
+    std = {n: float(p.detach().std()) for n, p in a.named_parameters() if p.ndim == 2}
     mlp = [v for n, v in std.items() if ".mlp." in n]
     attention = [v for n, v in std.items() if ".self_attn." in n]
     assert mlp and attention and all(abs(v / config.initializer_range - 0.5) < 0.05 for v in mlp)
