@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures the honest band of a profile on this device class and writes the bounds the harness judges with.
 
-    python3 bench/calibrate.py --profile P [--seeds N] [--compile-seeds N] [--first-seed K] [--loops a,b]
+    python3 bench/calibrate.py --profile P [--seeds N] [--compile-seeds N] [--loops a,b]
                                 [--margin 1.5] [--synthetic] [--out FILE] [--save-runs F] [--from-runs F ...]
                                 [--keep-band FILE]
 
@@ -85,8 +85,7 @@ def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | N
     for r in runs:  # the noise statistics in units of this calibration's noise, as the harness will judge them
         for kind in checks.NOISE_KINDS:
             errors = dict(zip(names, r["errors"][kind]))
-            if kind in checks.KIND_STATS["noise"]:
-                r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], names)
+            r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], names)
             if kind in checks.KIND_STATS["matrix_noise"]:
                 r["values"][f"{kind}_matrix_noise"] = checks.matrix_noise_statistic(errors, noise[kind], kinds)[0]
     band, bounds = {}, {}
@@ -131,18 +130,18 @@ def measure(args, hp: dict, loops: list[str], overrides: dict, runs: list) -> tu
                 # Compiling is not what is measured here: give it room on a slow device.
                 extra = {"timeout_seconds": COMPILE_TIMEOUT_S} if loop == "compile" else {}
                 count = args.compile_seeds if loop == "compile" and args.compile_seeds else args.seeds
-                for seed in range(args.first_seed, args.first_seed + count):
-                    doc = harness.run(build_request(code, hp, args.profile, seed, submission_id=loop,
+                for run in range(count):  # every request draws its own random seed: sessions merge as they are
+                    doc = harness.run(build_request(code, hp, args.profile, run, submission_id=loop,
                                                     **overrides, **extra))
                     diag = doc.get("diagnostics", {})
                     if "tensor_errors" not in diag:
                         skipped[loop] = (doc["error"] or {}).get("message", "no comparison")[:300]
-                        print(f"{loop} seed {seed}: left out ({skipped[loop]})", file=sys.stderr, flush=True)
+                        print(f"{loop} run {run}: left out ({skipped[loop]})", file=sys.stderr, flush=True)
                         break
                     device = device or doc["device"]
                     runs.append({"loop": loop, "values": {c["name"]: c["value"] for c in doc["checks"]},
                                  "errors": diag["tensor_errors"]})
-                    print(f"{loop} seed {seed}: exp_avg_rel_global {runs[-1]['values']['exp_avg_rel_global']:.3g}",
+                    print(f"{loop} run {run}: exp_avg_rel_global {runs[-1]['values']['exp_avg_rel_global']:.3g}",
                           file=sys.stderr, flush=True)
         finally:
             harness.close()
@@ -155,8 +154,6 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=6, help="fresh seeds per honest loop (default 6)")
     parser.add_argument("--compile-seeds", type=int, help="seeds for torch.compile (default: --seeds; a loop "
                                                           "sampled on fewer seeds than the others set too low a bound)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here (a second session adds fresh "
-                                                                  "seeds to merge with --from-runs)")
     parser.add_argument("--loops", default=",".join(n for n in LOOPS if n != "fp32_checkpoint"),
                         help="honest loops (comma-separated; fp32_checkpoint is fp32 where plain fp32 does not fit)")
     parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
