@@ -2,7 +2,7 @@
 """Measures the honest band of a profile on this device class and writes the bounds the harness judges with.
 
     python3 bench/calibrate.py --profile P [--seeds N] [--compile-seeds N] [--loops a,b]
-                                [--margin 1.5] [--synthetic] [--out FILE] [--save-runs F] [--from-runs F ...]
+                                [--margin 1.5] [--tail 6] [--synthetic] [--out FILE] [--save-runs F] [--from-runs F ...]
                                 [--keep-band FILE]
 
 The rule it implements: a profile declares its numerics (bf16 autocast over fp32 master weights and fp32
@@ -16,8 +16,11 @@ class>.json (format CALIBRATION_VERSION of checks.py):
 - band: per statistic the honest maximum (for a scale, the largest |1 - scale|), median and run count;
 - noise: per moment (exp_avg, exp_avg_sq) and tensor, the honest root-mean-square relative error (at least
   --floor), which the noise statistics divide by;
-- bounds: margin x max(honest maximum, floor) per statistic, rounded up to 3 significant digits (a noise
-  statistic's floor is 1: every tensor at its own honest noise);
+- bounds: per statistic the larger of margin x max(honest maximum, floor) (a noise statistic's floor is 1:
+  every tensor at its own honest noise) and the widest loop's mean + tail x standard deviation, rounded up
+  to 3 significant digits. The second is for a difference that is noise around zero (the loss, a scale's
+  1 - s): ten runs of a loop reach about two of its standard deviations, so a margin over their maximum
+  alone would reject about one honest run in a hundred;
 - key: the settings measured (model config hash, W0's rule, batch, sequence, steps, autocast, optimizer); the harness
   uses the file only for runs with the same ones.
 Then it re-judges every honest run with the new bounds and exits 1 if any fails (it cannot, by
@@ -53,6 +56,7 @@ LOOPS = {"template": ("template", None), "fp32": ("honest_variants", "fp32"),
          "direct_pass": ("honest_fast", None), "compile": ("honest_variants", "compile")}
 OTHER = ["loss_abs_diff", "logits_rel_diff"]
 MARGIN = 1.5
+TAIL = 6.0
 FLOOR = 1e-4
 COMPILE_TIMEOUT_S = 900
 
@@ -76,9 +80,23 @@ def round_up(x: float) -> float:
     return round(math.ceil(x / step - 1e-9) * step, 12)
 
 
-def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | None = None) -> dict:
-    """band, noise and bounds from honest runs: each run is {"values": {check: value}, "errors": {kind: [per
-    tensor, in `layout` order]}}."""
+def tail_of(stat: str, values: list[float], tail: float) -> float:
+    """Where one loop's honest distribution of `stat` is `tail` standard deviations out. A scale's 1 - s is a
+    signed difference: |mean| + tail sd. The loss difference comes without its sign, so it is taken as noise
+    around zero: tail x its root mean square (a bias only widens that). A magnitude (a relative error, a noise
+    statistic) is mean + tail sd."""
+    if stat.endswith("_scale"):
+        x = [1 - v for v in values]
+        return abs(statistics.fmean(x)) + tail * statistics.stdev(x)
+    if stat == "loss_abs_diff":
+        return tail * math.sqrt(statistics.fmean(v * v for v in values))
+    return statistics.fmean(values) + tail * statistics.stdev(values)
+
+
+def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | None = None,
+           tail: float = TAIL) -> dict:
+    """band, noise and bounds from honest runs: each run is {"loop": name, "values": {check: value}, "errors":
+    {kind: [per tensor, in `layout` order]}}."""
     names, kinds = [n for n, _ in layout], checks.matrix_kinds(layout)
     noise = {kind: {n: max(floor, math.sqrt(statistics.fmean(r["errors"][kind][i] ** 2 for r in runs)))
                     for i, n in enumerate(names)} for kind in checks.NOISE_KINDS}
@@ -88,17 +106,26 @@ def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | N
             r["values"][f"{kind}_noise"] = checks.noise_statistic(errors, noise[kind], names)
             if kind in checks.KIND_STATS["matrix_noise"]:
                 r["values"][f"{kind}_matrix_noise"] = checks.matrix_noise_statistic(errors, noise[kind], kinds)[0]
+    loops = {}
+    for r in runs:
+        loops.setdefault(r.get("loop"), []).append(r)
     band, bounds = {}, {}
     for stat in checks.EVIDENCE + OTHER:
         values = [distance(stat, r["values"][stat]) for r in runs]
         band[stat] = {"max": max(values), "median": statistics.median(values), "runs": len(values)}
+        widest = max(((tail_of(stat, v, tail), loop) for loop, mine in loops.items()
+                      if len(v := [r["values"][stat] for r in mine]) > 1), default=(0.0, None))
+        band[stat].update(tail=widest[0], tail_loop=widest[1])
         # An honest value measured before (whose runs were not kept) still bounds the band: a new sample that
         # happens to miss it must not reject such a run. Not the noise statistics: they are in units of each
         # calibration's own per-tensor noise.
-        earlier = (kept or {}).get(stat, {}).get("max")
-        if earlier is not None and not stat.endswith("_noise") and earlier > band[stat]["max"]:
-            band[stat].update(max=earlier, kept_from_earlier=True)
-        bounds[stat] = round_up(margin * max(band[stat]["max"], 1.0 if stat.endswith("_noise") else floor))
+        earlier = (kept or {}).get(stat, {})
+        if not stat.endswith("_noise") and earlier.get("max", 0) > band[stat]["max"]:
+            band[stat].update(max=earlier["max"], kept_from_earlier=True)
+        if not stat.endswith("_noise") and earlier.get("tail", 0) > band[stat]["tail"]:
+            band[stat].update(tail=earlier["tail"], tail_loop=earlier.get("tail_loop"), kept_from_earlier=True)
+        bounds[stat] = round_up(max(margin * max(band[stat]["max"], 1.0 if stat.endswith("_noise") else floor),
+                                    band[stat]["tail"]))
     out = {kind: {stat: bounds[f"{kind}_{stat}"] for stat in checks.STATS if f"{kind}_{stat}" in bounds}
            for kind in checks.KINDS.values()}
     out.update(loss_abs_tolerance=bounds["loss_abs_diff"], logits_rel_tolerance=bounds["logits_rel_diff"])
@@ -157,6 +184,8 @@ def main() -> int:
     parser.add_argument("--loops", default=",".join(n for n in LOOPS if n != "fp32_checkpoint"),
                         help="honest loops (comma-separated; fp32_checkpoint is fp32 where plain fp32 does not fit)")
     parser.add_argument("--margin", type=float, default=MARGIN, help=f"bound = margin x honest maximum ({MARGIN})")
+    parser.add_argument("--tail", type=float, default=TAIL,
+                        help=f"bound >= the widest loop's mean + tail x standard deviation ({TAIL:g})")
     parser.add_argument("--floor", type=float, default=FLOOR, help=f"no bound or noise below this ({FLOOR})")
     parser.add_argument("--synthetic", action="store_true", help="seeded synthetic tokens instead of the shard")
     parser.add_argument("--out", type=Path, help="file, or directory for <profile>.<device class>.json, to write "
@@ -195,7 +224,7 @@ def main() -> int:
                                                    "skipped": skipped}))
 
     kept = json.loads(args.keep_band.read_text())["band"] if args.keep_band else None
-    derived = derive(runs, layout, args.margin, args.floor, kept)
+    derived = derive(runs, layout, args.margin, args.floor, kept, args.tail)
     floor_share = verification_settings(hp, args.profile)["layer_signal_floor"]
     derived["bounds"]["layer_signal_floor"] = floor_share
     failing = {f"{r['loop']}#{i}": bad for i, r in enumerate(runs) if (bad := rejected_by(r["values"], derived["bounds"]))}
@@ -211,17 +240,18 @@ def main() -> int:
            "key": checks.calibration_key(bench, raw_config, hp["optimizer"]),
            "loops": {loop: n for loop in loops if (n := sum(r["loop"] == loop for r in runs))},
            "left_out": skipped,
-           "margin": args.margin, "floor": args.floor, **derived}
+           "margin": args.margin, "tail": args.tail, "floor": args.floor, **derived}
     out = args.out or checks.CALIBRATION_DIR
     out = out / f"{args.profile}.{dev_class}.json" if out.is_dir() else out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"profile {args.profile} on {dev_class} ({device['name']}): {len(runs)} honest runs of {len(loops)} loops "
-          f"in {time.time() - started:.0f} s, margin {args.margin}x; wrote {out}\n")
-    print("| statistic | honest median | honest max | bound |\n| --- | --- | --- | --- |")
+          f"in {time.time() - started:.0f} s, margin {args.margin}x, tail {args.tail:g} sd; wrote {out}\n")
+    print(f"| statistic | honest median | honest max | widest loop: mean + {args.tail:g} sd | bound |\n"
+          "| --- | --- | --- | --- | --- |")
     flat = flat_bounds(derived["bounds"])
     for stat, b in derived["band"].items():
-        print(f"| `{stat}` | {b['median']:.3g} | {b['max']:.3g} | {flat[stat]:.3g} |")
+        print(f"| `{stat}` | {b['median']:.3g} | {b['max']:.3g} | {b['tail']:.3g} ({b['tail_loop']}) | {flat[stat]:.3g} |")
     if failing:
         print(f"\nhonest runs the bounds reject: {failing}")
         return 1

@@ -4,9 +4,9 @@ inputs and the same projection. Runs in the supervisor only, on its own snapshot
 The rule: a profile declares its numerics (bf16 autocast over fp32 master weights and fp32 AdamW state on
 the GPU profiles and the bf16 CPU profiles; fp32 on `tiny`). A loop is honest when its evidence stays inside
 the band that honest loops of that precision or better reach, measured per profile and device class by
-bench/calibrate.py (calibration/<profile>.<device class>.json): the bounds are that band's maximum times a
-stated margin. Whatever stays inside is a legitimate optimisation; whatever leaves it is rejected, whatever
-the technique. Without a calibration for the profile and device the hparams bounds judge, and the result
+bench/calibrate.py (calibration/<profile>.<device class>.json): each bound is that band's maximum times a
+stated margin, or where the widest honest loop's own distribution puts its tail, whichever is larger.
+Whatever stays inside is a legitimate optimisation; whatever leaves it is rejected, whatever the technique. Without a calibration for the profile and device the hparams bounds judge, and the result
 says so.
 
 Three kinds of evidence per tensor, each compared by up to five statistics:
