@@ -13,14 +13,16 @@ attention, foreach and fused AdamW, chunked cross-entropy, row micro-batches, ac
 hand-written GEMMs, the direct module pass, torch.compile) over --seeds fresh seeds each, through the
 validator's own path (one warm env.py --serve), and writes environments/templar/calibration/<profile>.<device
 class>.json (format CALIBRATION_VERSION of checks.py):
-- band: per statistic the honest maximum (for a scale, the largest |1 - scale|), median and run count;
+- band: per statistic the honest maximum (for a scale, the largest |1 - scale|), median, run count and the
+  widest loop's tail;
 - noise: per moment (exp_avg, exp_avg_sq) and tensor, the honest root-mean-square relative error (at least
   --floor), which the noise statistics divide by;
 - bounds: per statistic the larger of margin x max(honest maximum, floor) (a noise statistic's floor is 1:
-  every tensor at its own honest noise) and the widest loop's mean + tail x standard deviation, rounded up
-  to 3 significant digits. The second is for a difference that is noise around zero (the loss, a scale's
-  1 - s): ten runs of a loop reach about two of its standard deviations, so a margin over their maximum
-  alone would reject about one honest run in a hundred;
+  every tensor at its own honest noise) and the widest loop's mean + tail x standard deviation (from a loop
+  of at least MIN_TAIL_RUNS runs; RUNS_FOR_TAIL make it hold), rounded up to 3 significant digits. The
+  second is for a difference that is noise around zero (the loss, a scale's 1 - s): 10-18 runs of a loop
+  reach 2-2.5 of its standard deviations, so a margin over their maximum alone rejects honest runs by the
+  thousand;
 - key: the settings measured (model config hash, W0's rule, batch, sequence, steps, autocast, optimizer); the harness
   uses the file only for runs with the same ones.
 Then it re-judges every honest run with the new bounds and exits 1 if any fails (it cannot, by
@@ -57,6 +59,9 @@ LOOPS = {"template": ("template", None), "fp32": ("honest_variants", "fp32"),
 OTHER = ["loss_abs_diff", "logits_rel_diff"]
 MARGIN = 1.5
 TAIL = 6.0
+# A loop's standard deviation from fewer runs than this is a guess, not a measurement: such a loop gets no
+# tail. Its tail holds the rate test_verdict.py asks of it (under 1 honest run in 10^4) from about RUNS_FOR_TAIL.
+MIN_TAIL_RUNS, RUNS_FOR_TAIL = 5, 18
 FLOOR = 1e-4
 COMPILE_TIMEOUT_S = 900
 
@@ -114,7 +119,7 @@ def derive(runs: list[dict], layout, margin: float, floor: float, kept: dict | N
         values = [distance(stat, r["values"][stat]) for r in runs]
         band[stat] = {"max": max(values), "median": statistics.median(values), "runs": len(values)}
         widest = max(((tail_of(stat, v, tail), loop) for loop, mine in loops.items()
-                      if len(v := [r["values"][stat] for r in mine]) > 1), default=(0.0, None))
+                      if len(v := [r["values"][stat] for r in mine]) >= MIN_TAIL_RUNS), default=(0.0, None))
         band[stat].update(tail=widest[0], tail_loop=widest[1])
         # An honest value measured before (whose runs were not kept) still bounds the band: a new sample that
         # happens to miss it must not reject such a run. Not the noise statistics: they are in units of each
@@ -252,6 +257,10 @@ def main() -> int:
     flat = flat_bounds(derived["bounds"])
     for stat, b in derived["band"].items():
         print(f"| `{stat}` | {b['median']:.3g} | {b['max']:.3g} | {b['tail']:.3g} ({b['tail_loop']}) | {flat[stat]:.3g} |")
+    few = {loop: n for loop, n in doc["loops"].items() if n < RUNS_FOR_TAIL}
+    if few:
+        print(f"\nloops with fewer than {RUNS_FOR_TAIL} runs (their tail is rough, and below {MIN_TAIL_RUNS} not measured): "
+              f"{few}; measure more sessions and merge them with --from-runs")
     if failing:
         print(f"\nhonest runs the bounds reject: {failing}")
         return 1

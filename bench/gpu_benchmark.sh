@@ -2,7 +2,8 @@
 # Calibrates the benchmark profile on a GPU host, as one prepared run of under 8 minutes on one H100
 # (Qwen2.5-3B config, batch 4 x 1024, 5 steps, seeded synthetic tokens). Through the validator's path:
 #   1. bench/calibrate.py: honest loops of the profile's precision (bf16 autocast over fp32 master weights
-#      and fp32 AdamW state) or better, 2 seeds each, one warm env.py --serve; writes
+#      and fp32 AdamW state) or better, 2 seeds each (too few for a loop's tail, so these bounds are the
+#      margin over the maximum only, and calibrate.py says so), one warm env.py --serve; writes
 #      $OUT/<profile>.<device class>.json (for the benchmark profile also into environments/templar/calibration/,
 #      where the next step's harness reads it: commit that file) and the runs it measured
 #      ($OUT/calibration-runs.json: merge sessions with calibrate.py --from-runs a.json b.json);

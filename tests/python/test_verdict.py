@@ -161,6 +161,7 @@ def test_derived_bounds_are_the_margin_over_the_honest_maximum():
         runs.append({"loop": f"loop{scale:g}", "values": values,
                      "errors": {k: [0.01 * scale, 0.00001] for k in checks.KINDS.values()}})
     derived = calibrate.derive(runs, layout, 1.5, 1e-4)
+    assert derived["band"]["loss_abs_diff"]["tail_loop"] is None  # one run per loop: no spread measured
     assert derived["band"]["exp_avg_rel_global"]["max"] == pytest.approx(0.002)
     assert derived["bounds"]["exp_avg"]["rel_global"] == pytest.approx(0.003)
     assert derived["bounds"]["update"]["scale"] == pytest.approx(0.006)  # |1 - scale| up to 0.004
