@@ -252,7 +252,7 @@ def main() -> int:
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"profile {args.profile} on {dev_class} ({device['name']}): {len(runs)} honest runs of {len(loops)} loops "
           f"in {time.time() - started:.0f} s, margin {args.margin}x, tail {args.tail:g} sd; wrote {out}\n")
-    print(f"| statistic | honest median | honest max | widest loop: mean + {args.tail:g} sd | bound |\n"
+    print(f"| statistic | honest median | honest max | widest loop's tail ({args.tail:g} sd) | bound |\n"
           "| --- | --- | --- | --- | --- |")
     flat = flat_bounds(derived["bounds"])
     for stat, b in derived["band"].items():

@@ -6,8 +6,8 @@ the GPU profiles and the bf16 CPU profiles; fp32 on `tiny`). A loop is honest wh
 the band that honest loops of that precision or better reach, measured per profile and device class by
 bench/calibrate.py (calibration/<profile>.<device class>.json): each bound is that band's maximum times a
 stated margin, or where the widest honest loop's own distribution puts its tail, whichever is larger.
-Whatever stays inside is a legitimate optimisation; whatever leaves it is rejected, whatever the technique. Without a calibration for the profile and device the hparams bounds judge, and the result
-says so.
+Whatever stays inside is a legitimate optimisation; whatever leaves it is rejected, whatever the technique.
+Without a calibration for the profile and device the hparams bounds judge, and the result says so.
 
 Three kinds of evidence per tensor, each compared by up to five statistics:
 - the update W - W0, AdamW's exp_avg and exp_avg_sq (where the last gradient weighs 1 - beta1, 1 - beta2);
